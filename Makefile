@@ -1,0 +1,35 @@
+# The two commands of the README: `make reproduce` and `make test`.
+# Both create .venv with the pinned packages on first use (pip takes torch from this machine's disk).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: reproduce test unit notebooks venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e '.[notebooks,test]'
+	-git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout" 2>/dev/null
+	-git config filter.nbstripout.smudge cat 2>/dev/null
+	touch $@
+
+# Every notebook in the smoke profile (synthetic data, CPU), then the tables notebook.
+reproduce: $(STAMP)
+	$(BIN)/python -m pna.reproduce
+
+# Unit tests and the notebooks (nbval, smoke defaults).
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+clean-venv:
+	rm -rf $(VENV)
