@@ -25,8 +25,11 @@ reproduce: $(STAMP)
 	$(BIN)/python -m pna.reproduce
 
 # Unit tests and the notebooks (nbval, smoke defaults).
+# The notebooks write into a scratch results/runs folder, so the committed results stay untouched.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	scratch=$$(mktemp -d) && PNA_RESULTS_DIR=$$scratch/results PNA_RUNS_DIR=$$scratch/runs \
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider; \
+	  status=$$?; rm -rf $$scratch; exit $$status
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -p no:cacheprovider
