@@ -1,0 +1,164 @@
+"""Figures: P0-P4 refinement panels (the paper's Fig. 3), NAM similarity maps, window borders,
+training curves. Every function returns a matplotlib Figure and draws nothing on import.
+
+Example::
+
+    >>> import numpy as np
+    >>> from pna.viz import colorize
+    >>> colorize(np.array([[0, 1], [255, 1]]), [(0, 0, 0), (128, 0, 0)]).shape
+    (2, 2, 3)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_COLOUR = (224, 224, 192)  # VOC's colour for the void border
+
+
+def _figure(nrows: int, ncols: int, size: float = 2.2):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def colorize(label: np.ndarray | torch.Tensor, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
+    """Class-id map (H, W) -> RGB uint8 image; ignored pixels get VOC's void colour."""
+    label = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    table[ignore_index] = IGNORE_COLOUR
+    return table[label.astype(np.int64).clip(0, 255)]
+
+
+def to_display_image(image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, H, W) tensor -> (H, W, 3) floats in [0, 1] for imshow."""
+    from pna.data.transforms import denormalize
+
+    return denormalize(image.detach().cpu()).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def predict_stages(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every prediction (P0..P4) of a segmentor for one normalised image, upsampled bilinearly to
+    the image size and arg-maxed: ``{"P0": LongTensor (H, W), ...}``."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = model(image[None].to(device), return_all=True)
+    size = image.shape[-2:]
+    return {
+        name: F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0].argmax(0).cpu()
+        for name, logits in outputs.items()
+        if name.startswith("P")
+    }
+
+
+def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]], stage_names: Sequence[str] | None = None):
+    """One row per sample: image, label, then every stage P0..P4 (the paper's Fig. 3).
+
+    Each sample is ``{"image": (3, H, W) normalised, "label": (H, W), "predictions": {stage: (H, W)}}``
+    (``predictions`` as returned by :func:`predict_stages`)."""
+    stage_names = list(stage_names or samples[0]["predictions"].keys())
+    fig, axes = _figure(len(samples), 2 + len(stage_names))
+    for row, sample in zip(axes, samples):
+        row[0].imshow(to_display_image(sample["image"]))
+        row[1].imshow(colorize(sample["label"], palette))
+        for ax, stage in zip(row[2:], stage_names):
+            ax.imshow(colorize(sample["predictions"][stage], palette))
+    for ax, title in zip(axes[0], ["image", "label", *stage_names]):
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def window_origin(index: int, length: int, kernel_size: int) -> int:
+    """First row (or column) of the clamped neighbourhood window of ``index`` along an axis of
+    ``length``: windows shift inward at the borders instead of being zero padded (NATTEN)."""
+    window = min(kernel_size, length)
+    return min(max(index - window // 2, 0), length - window)
+
+
+def neighbourhood_map(attn: torch.Tensor, pixel: tuple[int, int], kernel_size: int) -> torch.Tensor:
+    """Spread one pixel's window weights over the map.
+
+    ``attn``: (heads, H, W, Lh*Lw) attention weights of one image (as returned by the NAM);
+    returns (heads, H, W) with the pixel's weights at its window's place and zeros elsewhere."""
+    heads, height, width, slots = attn.shape
+    win_h, win_w = min(kernel_size, height), min(kernel_size, width)
+    if win_h * win_w != slots:
+        raise ValueError(f"attn has {slots} window slots; expected {win_h}x{win_w} for kernel_size={kernel_size} on a {height}x{width} map")
+    y, x = pixel
+    if not (0 <= y < height and 0 <= x < width):
+        raise ValueError(f"pixel {pixel} lies outside the {height}x{width} map")
+    top, left = window_origin(y, height, kernel_size), window_origin(x, width, kernel_size)
+    full = attn.new_zeros(heads, height, width)
+    full[:, top : top + win_h, left : left + win_w] = attn[:, y, x].reshape(heads, win_h, win_w)
+    return full
+
+
+def plot_similarity(image: torch.Tensor, attn: torch.Tensor, pixel: tuple[int, int], kernel_size: int, title: str = ""):
+    """The similarity weights of one query pixel, one panel per head, over the image.
+
+    ``pixel`` is given in the attention map's coordinates (stride of that stage)."""
+    maps = neighbourhood_map(attn, pixel, kernel_size)
+    heads = maps.shape[0]
+    picture = to_display_image(image)
+    fig, axes = _figure(1, heads + 1, size=2.4)
+    axes[0, 0].imshow(picture)
+    scale_y, scale_x = picture.shape[0] / maps.shape[1], picture.shape[1] / maps.shape[2]
+    axes[0, 0].plot((pixel[1] + 0.5) * scale_x, (pixel[0] + 0.5) * scale_y, "r+", markersize=12, mew=2)
+    axes[0, 0].set_title(title or "query pixel")
+    extent = (0, picture.shape[1], picture.shape[0], 0)
+    for h in range(heads):
+        ax = axes[0, h + 1]
+        ax.imshow(picture, alpha=0.5)
+        ax.imshow(maps[h].cpu().numpy(), cmap="magma", alpha=0.7, extent=extent, interpolation="nearest")
+        ax.set_title(f"head {h}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_window_borders(height: int, width: int, kernel_size: int, pixels: Sequence[tuple[int, int]]):
+    """Where the window of each listed pixel lies on a ``height x width`` map (clamped, not padded)."""
+    fig, axes = _figure(1, len(pixels), size=2.4)
+    for ax, (y, x) in zip(axes[0], pixels):
+        grid = np.zeros((height, width))
+        top, left = window_origin(y, height, kernel_size), window_origin(x, width, kernel_size)
+        grid[top : top + min(kernel_size, height), left : left + min(kernel_size, width)] = 0.5
+        grid[y, x] = 1.0
+        ax.imshow(grid, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"query ({y}, {x})")
+    fig.tight_layout()
+    return fig
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """Records of a JSON-lines training log."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training log {path} not found")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss"):
+    """Training ``key`` against iteration for each run (``{label: jsonl path}``)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, path in logs.items():
+        records = [r for r in read_log(path) if key in r and "iter" in r]
+        ax.plot([r["iter"] for r in records], [r[key] for r in records], label=label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(key)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
