@@ -1,0 +1,88 @@
+"""Atomic checkpoints that hold everything a resumed run needs to continue bit for bit.
+
+A checkpoint is written to a temporary file in the same folder and renamed over the target, so an
+interrupted write never leaves a truncated checkpoint behind.
+
+Example::
+
+    >>> import tempfile, torch, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "last.pt"
+    >>> atomic_save({"iteration": 3}, path)
+    >>> torch.load(path)["iteration"]
+    3
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary sibling, fsync, then os.replace onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write text to a temporary sibling and rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(data: Any, path: str | Path) -> None:
+    atomic_write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", path)
+
+
+def rng_state() -> dict:
+    """The states of every random generator the training loop draws from."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by the trainer; FileNotFoundError / ValueError when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    # Our checkpoints hold numpy RNG states and plain dicts besides tensors.
+    data = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(data, dict) or "model" not in data or "config" not in data:
+        raise ValueError(f"{path} is not a pna training checkpoint (expected keys 'model' and 'config')")
+    return data

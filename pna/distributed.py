@@ -1,0 +1,78 @@
+"""torch.distributed helpers: set up from torchrun's environment, rank queries, reductions.
+
+Single-process runs need none of this: every helper answers for a world of one.
+
+Example::
+
+    >>> world_size(), rank(), is_main()
+    (1, 0, True)
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init_from_env(device: str = "auto") -> torch.device:
+    """Join the process group that torchrun describes (WORLD_SIZE > 1) and pick this rank's device.
+
+    NCCL on CUDA, gloo on CPU. Returns the device this process should use.
+    """
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(minutes=30))
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def mean_scalar(value: float, device: torch.device) -> float:
+    """Average a Python float over all processes (for logging)."""
+    if not is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor) / world_size()
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` on every rank."""
+    if not is_initialized():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def cleanup() -> None:
+    if is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,67 @@
+"""AdamW with parameter groups and the poly learning-rate schedule with linear warmup.
+
+Example::
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    >>> opt = build_optimizer(model, lr=1e-4, weight_decay=0.01)
+    >>> [g["weight_decay"] for g in opt.param_groups]
+    [0.01, 0.0]
+    >>> sched = build_scheduler(opt, total_iters=100, warmup_iters=10, warmup_ratio=0.1, power=0.9)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+# Parameters by name that are no weight matrices: relative position bias tables, position
+# embeddings, attention temperatures. Decaying them towards zero only hurts.
+_NO_DECAY_WORDS = ("bias_table", "relative_position", "rpb", "pos_embed", "absolute_pos", "temperature")
+
+
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names of parameters that get no weight decay: norms, biases, bias tables, embeddings."""
+    names = set()
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if isinstance(module, _NORMS) or "norm" in type(module).__name__.lower():
+                names.add(full)
+            elif name == "bias" or param.ndim <= 1 or any(w in full for w in _NO_DECAY_WORDS):
+                names.add(full)
+    return names
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW with two groups: decayed weights, and undecayed norms / biases / bias tables."""
+    skip = no_decay_names(model)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name in skip else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+
+
+def poly_factor(step: int, total_iters: int, warmup_iters: int = 0, warmup_ratio: float = 1e-6,
+                power: float = 0.9, min_factor: float = 0.0) -> float:
+    """lr multiplier at `step`: poly decay (1 - step/total)^power, linear warmup before it."""
+    progress = min(step, total_iters) / max(total_iters, 1)
+    factor = (1 - min_factor) * (1 - progress) ** power + min_factor
+    if step < warmup_iters:
+        # Linear warmup that meets the poly curve at the end of the warmup (mmcv convention).
+        factor *= 1 - (1 - step / warmup_iters) * (1 - warmup_ratio)
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_iters: int, warmup_iters: int = 0,
+                    warmup_ratio: float = 1e-6, power: float = 0.9,
+                    min_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR stepped once per iteration (its state_dict holds the position for resuming)."""
+    base = optimizer.param_groups[0]["lr"]
+    min_factor = min_lr / base if base > 0 else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: poly_factor(step, total_iters, warmup_iters, warmup_ratio, power, min_factor))
