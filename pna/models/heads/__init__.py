@@ -1,0 +1,43 @@
+"""Coarse heads: ``head(feats: list[Tensor]) -> P0 logits`` with feats = [res2, res3, res4, res5].
+
+``HEADS`` maps a name to a builder ``(in_channels: list[int], num_classes, channels=None, **kwargs)``;
+``channels=None`` means the head's own default width. Add a head with one line here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .fcn import FCNHead, build_aux_fcn_head, build_fcn_head
+
+HEADS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": build_fcn_head,
+}
+AUX_HEADS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": build_aux_fcn_head,
+}
+
+
+def build_head(name: str, in_channels: list[int], num_classes: int, channels: int | None = None,
+               **kwargs) -> nn.Module:
+    """Build a coarse head by name.
+
+    Example:
+        >>> import torch
+        >>> head = build_head("fcn", [8, 16, 32, 64], num_classes=3, channels=8)
+        >>> head([torch.zeros(1, c, 2, 2) for c in (8, 16, 32, 64)]).shape
+        torch.Size([1, 3, 2, 2])
+    """
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; expected one of {sorted(HEADS)}")
+    return HEADS[name](in_channels, num_classes, channels=channels, **kwargs)
+
+
+def build_aux_head(name: str, in_channels: list[int], num_classes: int, channels: int | None = None) -> nn.Module:
+    if name not in AUX_HEADS:
+        raise ValueError(f"unknown auxiliary head {name!r}; expected one of {sorted(AUX_HEADS)}")
+    return AUX_HEADS[name](in_channels, num_classes, channels=channels)
+
+
+__all__ = ["AUX_HEADS", "HEADS", "FCNHead", "build_aux_head", "build_head"]

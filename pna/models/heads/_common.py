@@ -1,0 +1,60 @@
+"""Building blocks shared by the coarse heads: conv-BN-ReLU, depthwise-separable conv, classifier.
+
+The heads follow the MMSegmentation conventions the authors used: every conv is followed by
+BatchNorm and ReLU, and the classifier is ``Dropout2d(0.1)`` then a 1x1 conv to the class logits.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Module:
+    """Conv (no bias) -> BatchNorm -> ReLU with "same" padding.
+
+    >>> conv_bn_relu(8, 4)(torch.zeros(1, 8, 5, 5)).shape
+    torch.Size([1, 4, 5, 5])
+    """
+    return Conv2dNormActivation(in_channels, out_channels, kernel_size, dilation=dilation)
+
+
+def separable_conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
+    """Depthwise 3x3 (dilated) conv-BN-ReLU, then pointwise 1x1 conv-BN-ReLU (DeepLabV3+ style).
+
+    >>> separable_conv_bn_relu(8, 4, dilation=2)(torch.zeros(1, 8, 5, 5)).shape
+    torch.Size([1, 4, 5, 5])
+    """
+    return nn.Sequential(
+        Conv2dNormActivation(in_channels, in_channels, 3, dilation=dilation, groups=in_channels),
+        Conv2dNormActivation(in_channels, out_channels, 1),
+    )
+
+
+class Classifier(nn.Sequential):
+    """Dropout then a 1x1 conv from ``channels`` to ``num_classes`` logits.
+
+    >>> Classifier(16, 3)(torch.zeros(1, 16, 4, 4)).shape
+    torch.Size([1, 3, 4, 4])
+    """
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
+        super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+                         nn.Conv2d(channels, num_classes, 1))
+
+
+def resize_to(x: torch.Tensor, ref: torch.Tensor | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) of ``x`` to the spatial size of ``ref``."""
+    size = tuple(ref.shape[-2:]) if isinstance(ref, torch.Tensor) else tuple(ref)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def check_in_channels(in_channels: list[int], name: str, needed: int = 4) -> list[int]:
+    """Raise a clear error unless ``in_channels`` lists the widths of res2..res5."""
+    if len(in_channels) < needed or any(int(c) <= 0 for c in in_channels):
+        raise ValueError(f"{name}: in_channels must list {needed} positive widths [res2, res3, res4, res5], "
+                         f"got {in_channels!r}")
+    return [int(c) for c in in_channels]

@@ -1,0 +1,71 @@
+"""Weighted cross-entropy over every prediction of a Segmentor (P0..P4, aux), ignore 255,
+optional hard-pixel mining."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .segmentor import upsample_to
+
+DEFAULT_STAGE_WEIGHTS = {"P0": 1.0, "P1": 0.1, "P2": 0.1, "P3": 0.1, "P4": 0.1}
+
+# An extra output kind (e.g. PointRend's {"point_logits", "point_coords"}) brings its own loss:
+# term(output, labels, criterion) -> scalar, registered under the output's name.
+LossTerm = Callable[[Any, Tensor, "SegmentationLoss"], Tensor]
+
+
+class SegmentationLoss(nn.Module):
+    """``total = sum_name weight[name] * CE(upsample(outputs[name]), labels)``; returns (total, parts).
+
+    Weights: P0 1.0, P1..P4 0.1 each (``stage_weights`` replaces these), aux ``aux_weight``.
+    ``hard_pixel_fraction`` (e.g. 0.2) averages only the largest pixel losses, that fraction of the
+    non-ignored pixels of the batch. ``extra_terms`` maps further output names to ``(weight, term)``.
+
+    Example:
+        >>> loss = SegmentationLoss()
+        >>> labels = torch.zeros(2, 8, 8, dtype=torch.long)
+        >>> total, parts = loss({"P0": torch.zeros(2, 3, 2, 2), "aux": torch.zeros(2, 3, 2, 2)}, labels)
+        >>> sorted(parts), round(total.item(), 4)
+        (['P0', 'aux'], 1.5381)
+    """
+
+    def __init__(self, stage_weights: Mapping[str, float] | None = None, aux_weight: float = 0.4,
+                 ignore_index: int = 255, hard_pixel_fraction: float | None = None,
+                 extra_terms: Mapping[str, tuple[float, LossTerm]] | None = None):
+        super().__init__()
+        if hard_pixel_fraction is not None and not 0 < hard_pixel_fraction <= 1:
+            raise ValueError(f"hard_pixel_fraction must be in (0, 1], got {hard_pixel_fraction}")
+        self.weights = dict(DEFAULT_STAGE_WEIGHTS if stage_weights is None else stage_weights)
+        self.weights["aux"] = aux_weight
+        self.ignore_index = ignore_index
+        self.hard_pixel_fraction = hard_pixel_fraction
+        self.extra_terms = dict(extra_terms or {})
+        self.weights.update({name: weight for name, (weight, _) in self.extra_terms.items()})
+
+    def dense_ce(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy of logits upsampled to the labels, mean over the (kept) non-ignored pixels."""
+        pixel_loss = F.cross_entropy(upsample_to(logits, labels.shape[-2:]), labels,
+                                     ignore_index=self.ignore_index, reduction="none")
+        pixel_loss = pixel_loss[labels != self.ignore_index]
+        if pixel_loss.numel() == 0:  # every pixel ignored: a zero that still carries the graph
+            return logits.sum() * 0.0
+        if self.hard_pixel_fraction is not None:
+            keep = max(1, int(self.hard_pixel_fraction * pixel_loss.numel()))
+            pixel_loss = pixel_loss.topk(keep, sorted=False).values
+        return pixel_loss.mean()
+
+    def forward(self, outputs: Mapping[str, Any], labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        unknown = sorted(set(outputs) - set(self.weights))
+        if unknown:
+            raise ValueError(f"no loss weight for outputs {unknown}; weighted outputs are {sorted(self.weights)}")
+        parts = {}
+        for name, output in outputs.items():
+            if name in self.extra_terms:
+                parts[name] = self.extra_terms[name][1](output, labels, self)
+            else:
+                parts[name] = self.dense_ce(output, labels)
+        total = sum(self.weights[name] * part for name, part in parts.items())
+        return total, parts

@@ -1,0 +1,73 @@
+"""Segmentor = backbone + coarse head (+ progressive refinement) (+ auxiliary head)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def upsample_to(logits: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear (align_corners=False) resize of logits (B, C, h, w) to ``size`` = (H, W).
+
+    Example:
+        >>> upsample_to(torch.zeros(1, 3, 4, 4), (16, 12)).shape
+        torch.Size([1, 3, 16, 12])
+    """
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class Segmentor(nn.Module):
+    """Every prediction of a segmentation model, each as class logits at its native stride.
+
+    ``forward(images)`` in training mode (or with ``return_all=True``) returns a dict
+    ``{"P0": ..., "P1".."P4": ... (with refinement), "aux": ... (training only)}``; in eval mode it
+    returns the last prediction upsampled bilinearly to the image size.
+
+    Example:
+        >>> import warnings; warnings.simplefilter("ignore")
+        >>> from pna.models import build_backbone, ProgressiveRefinement
+        >>> from pna.models.heads import build_head
+        >>> backbone = build_backbone("resnet18c")
+        >>> model = Segmentor(backbone, build_head("fcn", backbone.out_channels, 3, channels=16),
+        ...                   ProgressiveRefinement(backbone.out_channels, 3, (64, 32, 32, 32), window_size=3))
+        >>> model.stage_names, model.eval()(torch.zeros(1, 3, 64, 64)).shape
+        (['P0', 'P1', 'P2', 'P3', 'P4'], torch.Size([1, 3, 64, 64]))
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, refine: nn.Module | None = None,
+                 aux_head: nn.Module | None = None):
+        super().__init__()
+        self.backbone, self.head, self.refine, self.aux_head = backbone, head, refine, aux_head
+
+    @property
+    def stage_names(self) -> list[str]:
+        num_refine = len(self.refine.stages) if self.refine is not None else 0
+        return [f"P{m}" for m in range(num_refine + 1)]
+
+    def predict_all(self, images: Tensor) -> dict[str, Tensor]:
+        feats = self.backbone(images)
+        outputs = {"P0": self.head(feats)}
+        if self.refine is not None:
+            outputs.update(zip(self.stage_names[1:], self.refine(feats, outputs["P0"])))
+        if self.training and self.aux_head is not None:
+            outputs["aux"] = self.aux_head(feats)
+        return outputs
+
+    def forward(self, images: Tensor, return_all: bool = False) -> Tensor | dict[str, Tensor]:
+        outputs = self.predict_all(images)
+        if self.training or return_all:
+            return outputs
+        return upsample_to(outputs[self.stage_names[-1]], images.shape[-2:])
+
+    @torch.no_grad()
+    def attention_maps(self, images: Tensor) -> dict[str, Tensor]:
+        """NAM weights of every refinement stage, ``{"P1": (B, heads, H, W, Lh * Lw), ...}``."""
+        if self.refine is None:
+            raise ValueError("this model has no refinement stages, hence no NAM attention")
+        feats = self.backbone(images)
+        _, attns = self.refine(feats, self.head(feats), return_attn=True)
+        return dict(zip(self.stage_names[1:], attns))
