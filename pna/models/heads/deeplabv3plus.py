@@ -17,8 +17,8 @@ class DeepLabV3PlusHead(nn.Module):
     """ASPP (separable) on res5 + low-level res2 fusion; logits at res2 stride.
 
     >>> head = DeepLabV3PlusHead([8, 16, 32, 64], num_classes=3, channels=16, c1_channels=4, dilations=(1, 2))
-    >>> head([torch.zeros(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([8, 16, 32, 64])]).shape
-    torch.Size([1, 3, 32, 32])
+    >>> head([torch.zeros(2, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate([8, 16, 32, 64])]).shape
+    torch.Size([2, 3, 32, 32])
     """
 
     def __init__(self, in_channels: list[int], num_classes: int, channels: int = 512,
