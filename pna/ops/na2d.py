@@ -1,0 +1,103 @@
+"""Public neighbourhood attention ops: input checks and dispatch to the reference/fast/flex paths.
+
+Semantics (NATTEN classic 2D neighbourhood attention, see :mod:`pna.ops.window`): every query
+attends to a window of ``Lh x Lw`` real pixels, ``Lh = min(L, H)``, ``Lw = min(L, W)``, slid inward
+at the borders (no zero padding); a map smaller than the window along an axis attends to that whole
+axis, so the window keeps only real pixels and has ``Lh * Lw`` slots (``L * L`` for maps of at
+least ``L x L``). The relative position bias ``rpb`` ``(heads, 2L-1, 2L-1)`` is indexed by
+``(k_row - q_row + L - 1, k_col - q_col + L - 1)``. q is NOT scaled here.
+"""
+from __future__ import annotations
+
+import torch
+
+from .na2d_cpu import na2d_attn_fast, na2d_fast
+from .na2d_flex import na2d_flex
+from .na2d_reference import na2d_attn_reference, na2d_reference
+
+IMPLS = ("auto", "reference", "fast", "flex")
+
+
+def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.Tensor, kernel_size: int) -> None:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+    tensors = {"q": q, "k": k, "rpb": rpb} | ({} if v is None else {"v": v})
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    for name in ("q", "k", "v"):
+        if name in tensors and tensors[name].ndim != 5:
+            raise ValueError(f"{name} must have shape (B, heads, H, W, dim), got {tuple(tensors[name].shape)}")
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {tuple(q.shape)} (B, heads, H, W, dim), got {tuple(k.shape)}")
+    if v is not None and v.shape[:4] != q.shape[:4]:
+        raise ValueError(
+            f"v must have shape {tuple(q.shape[:4])} + (dim_v,) to match q (B, heads, H, W), got {tuple(v.shape)}"
+        )
+    table = (q.shape[1], 2 * kernel_size - 1, 2 * kernel_size - 1)
+    if tuple(rpb.shape) != table:
+        raise ValueError(f"rpb must have shape (heads, 2L-1, 2L-1) = {table}, got {tuple(rpb.shape)}")
+    for name, tensor in tensors.items():
+        if tensor.dtype != q.dtype or tensor.device != q.device:
+            raise ValueError(
+                f"{name} must have q's dtype and device ({q.dtype}, {q.device}), got ({tensor.dtype}, {tensor.device})"
+            )
+    if not q.is_floating_point():
+        raise ValueError(f"q, k, v and rpb must be floating point, got {q.dtype}")
+
+
+def _resolve(impl: str, device: torch.device, allowed: tuple[str, ...]) -> str:
+    if impl not in allowed:
+        raise ValueError(f"impl must be one of {allowed}, got {impl!r}")
+    if impl == "auto":
+        return "flex" if device.type == "cuda" and "flex" in allowed else "fast"
+    return impl
+
+
+def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: int, *, impl: str = "auto") -> torch.Tensor:
+    """Softmaxed neighbourhood attention weights.
+
+    Args:
+        q, k: ``(B, heads, H, W, dim)``; q is used as given (scale it beforehand).
+        rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
+        kernel_size: odd window size ``L >= 1``.
+        impl: ``"auto"`` (= ``"fast"``: flex does not expose the weights), ``"reference"`` or ``"fast"``.
+
+    Returns:
+        ``(B, heads, H, W, Lh * Lw)`` with ``Lh = min(L, H)``, ``Lw = min(L, W)``; slot
+        ``dy * Lw + dx`` is key ``(row_start + dy, col_start + dx)`` of the clamped window.
+
+    Example:
+        >>> q = k = torch.randn(2, 3, 8, 8, 16)
+        >>> na2d_attn(q, k, torch.zeros(3, 13, 13), 7).shape
+        torch.Size([2, 3, 8, 8, 49])
+    """
+    _check(q, k, None, rpb, kernel_size)
+    impl = _resolve(impl, q.device, ("auto", "reference", "fast"))
+    attn_fn = na2d_attn_reference if impl == "reference" else na2d_attn_fast
+    return attn_fn(q, k, rpb, kernel_size)
+
+
+def na2d(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tensor, kernel_size: int, *, impl: str = "auto"
+) -> torch.Tensor:
+    """Neighbourhood attention: softmax(q . k_window + bias) weighted sum of v_window.
+
+    Args:
+        q, k: ``(B, heads, H, W, dim)``; v: ``(B, heads, H, W, dim_v)``; q is used as given.
+        rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
+        kernel_size: odd window size ``L >= 1``; maps smaller than ``L`` attend to the whole axis.
+        impl: ``"auto"`` (flex on CUDA, fast elsewhere), ``"reference"``, ``"fast"`` or ``"flex"``.
+
+    Returns:
+        ``(B, heads, H, W, dim_v)``.
+
+    Example:
+        >>> q = k = v = torch.randn(2, 3, 8, 8, 16)
+        >>> na2d(q, k, v, torch.zeros(3, 17, 17), 9).shape
+        torch.Size([2, 3, 8, 8, 16])
+    """
+    _check(q, k, v, rpb, kernel_size)
+    impl = _resolve(impl, q.device, IMPLS)
+    paths = {"reference": na2d_reference, "fast": na2d_fast, "flex": na2d_flex}
+    return paths[impl](q, k, v, rpb, kernel_size)

@@ -1,0 +1,78 @@
+"""Geometry of the clamped (NATTEN-style) neighbourhood window, shared by every na2d path.
+
+Along an axis of length ``n`` with window ``L`` (odd) and ``r = L // 2``, query ``i`` attends to
+``Le = min(L, n)`` consecutive keys starting at ``clamp(i - r, 0, n - Le)``. For ``n >= L`` this is
+exactly SPEC's ``max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)``: near a border the window
+slides inward instead of being zero padded. For ``n < L`` the window is the whole axis.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def window_starts(n: int, kernel_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """First key index of every query's window along one axis, shape ``(n,)``.
+
+    Example:
+        >>> window_starts(5, 3).tolist()
+        [0, 0, 1, 2, 2]
+    """
+    span = min(kernel_size, n)
+    i = torch.arange(n, device=device)
+    return (i - kernel_size // 2).clamp(0, n - span)
+
+
+def neighbour_index(n: int, kernel_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Key index of window slot ``t`` for query ``i`` along one axis, shape ``(n, min(L, n))``.
+
+    Example:
+        >>> neighbour_index(4, 3).tolist()
+        [[0, 1, 2], [0, 1, 2], [1, 2, 3], [1, 2, 3]]
+    """
+    span = min(kernel_size, n)
+    return window_starts(n, kernel_size, device)[:, None] + torch.arange(span, device=device)
+
+
+def row_pieces(n: int, kernel_size: int, offset: int) -> list[tuple[slice, slice]]:
+    """Split the queries of one axis into runs whose key (for window slot ``offset``) is a slice.
+
+    Returns ``(query_slice, key_slice)`` pairs: inside the map the key run is the query run shifted,
+    at the two borders every query of the run shares one key (a length-1 slice that broadcasts).
+    Used by the fast CPU path to read shifted keys as views instead of gathered copies.
+
+    Example:
+        >>> row_pieces(5, 3, 0)
+        [(slice(0, 1, None), slice(0, 1, None)), (slice(1, 4, None), slice(0, 3, None)), (slice(4, 5, None), slice(2, 3, None))]
+    """
+    r, span = kernel_size // 2, min(kernel_size, n)
+    last_free = n - span + r  # last query whose window is not clamped
+    pieces = []
+    top_end = min(r, n)
+    if top_end > 0:
+        pieces.append((slice(0, top_end), slice(offset, offset + 1)))
+    mid_start, mid_end = r, min(last_free + 1, n)
+    if mid_end > mid_start:
+        pieces.append((slice(mid_start, mid_end), slice(offset, offset + mid_end - mid_start)))
+    bottom_start = max(last_free + 1, r)
+    if bottom_start < n:
+        key = n - span + offset
+        pieces.append((slice(bottom_start, n), slice(key, key + 1)))
+    return pieces
+
+
+def relative_bias(rpb: torch.Tensor, height: int, width: int, kernel_size: int) -> torch.Tensor:
+    """Gather the bias of every (query, window slot) pair, shape ``(heads, H, W, Lh * Lw)``.
+
+    The bias of query ``p`` and key ``k`` is ``rpb[:, k_row - p_row + L - 1, k_col - p_col + L - 1]``.
+
+    Example:
+        >>> relative_bias(torch.zeros(2, 5, 5), 4, 6, 3).shape
+        torch.Size([2, 4, 6, 9])
+    """
+    last = kernel_size - 1
+    rows = neighbour_index(height, kernel_size, rpb.device)
+    cols = neighbour_index(width, kernel_size, rpb.device)
+    rel_rows = rows - torch.arange(height, device=rpb.device)[:, None] + last  # (H, Lh)
+    rel_cols = cols - torch.arange(width, device=rpb.device)[:, None] + last  # (W, Lw)
+    bias = rpb[:, rel_rows[:, None, :, None], rel_cols[None, :, None, :]]  # (heads, H, W, Lh, Lw)
+    return bias.flatten(-2)
