@@ -13,8 +13,10 @@ from typing import Callable
 from torch import nn
 
 from .resnet import RESNETS, ResNetBackbone, build_resnet
+from .swin import SWINS, SwinBackbone, build_swin
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {name: partial(build_resnet, name) for name in RESNETS}
+BACKBONES.update({name: partial(build_swin, name) for name in SWINS})
 
 
 def list_backbones() -> list[str]:
@@ -35,4 +37,4 @@ def build_backbone(name: str, output_stride: int = 32, pretrained: str | Path | 
     return BACKBONES[name](output_stride=output_stride, pretrained=pretrained)
 
 
-__all__ = ["BACKBONES", "ResNetBackbone", "build_backbone", "list_backbones"]
+__all__ = ["BACKBONES", "ResNetBackbone", "SwinBackbone", "build_backbone", "list_backbones"]

@@ -9,10 +9,31 @@ from typing import Callable
 
 from torch import nn
 
+from .aspp import ASPPHead
+from .deeplabv3plus import DeepLabV3PlusHead
 from .fcn import FCNHead, build_aux_fcn_head, build_fcn_head
+from .fpn import SemanticFPNHead
+from .psp import PSPHead
+from .upernet import UPerHead
+
+
+def _with_default_width(cls: type[nn.Module]) -> Callable[..., nn.Module]:
+    """A builder ``(in_channels, num_classes, channels=None, **kw)``; None keeps the class default."""
+    def build(in_channels: list[int], num_classes: int, channels: int | None = None, **kwargs) -> nn.Module:
+        if channels is not None:
+            kwargs["channels"] = channels
+        return cls(in_channels, num_classes, **kwargs)
+    build.__doc__ = f"Build a {cls.__name__} (channels=None: its default width)."
+    return build
+
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "fcn": build_fcn_head,
+    "aspp": _with_default_width(ASPPHead),              # DeepLabV3
+    "psp": _with_default_width(PSPHead),                # PSPNet
+    "fpn": _with_default_width(SemanticFPNHead),        # semantic FPN
+    "upernet": _with_default_width(UPerHead),           # UperNet (PSP + FPN fusion)
+    "deeplabv3plus": _with_default_width(DeepLabV3PlusHead),
 }
 AUX_HEADS: dict[str, Callable[..., nn.Module]] = {
     "fcn": build_aux_fcn_head,
@@ -40,4 +61,5 @@ def build_aux_head(name: str, in_channels: list[int], num_classes: int, channels
     return AUX_HEADS[name](in_channels, num_classes, channels=channels)
 
 
-__all__ = ["AUX_HEADS", "HEADS", "FCNHead", "build_aux_head", "build_head"]
+__all__ = ["AUX_HEADS", "ASPPHead", "DeepLabV3PlusHead", "HEADS", "FCNHead", "PSPHead", "SemanticFPNHead",
+           "UPerHead", "build_aux_head", "build_head"]

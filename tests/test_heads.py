@@ -1,0 +1,92 @@
+"""Coarse heads (DeepLabV3/ASPP, PSP, semantic FPN, UperNet, DeepLabV3+): shapes, widths, gradients."""
+import pytest
+import torch
+from torch import nn
+
+from pna.models.heads import HEADS, build_head
+from pna.models.heads.aspp import ASPPHead
+from pna.models.heads.deeplabv3plus import DeepLabV3PlusHead
+from pna.models.heads.fpn import SemanticFPNHead
+from pna.models.heads.psp import PSPHead
+from pna.models.heads.upernet import UPerHead
+
+IN_CHANNELS = [8, 16, 32, 64]
+NUM_CLASSES = 5
+
+
+def pyramid(batch: int = 2, size: int = 64) -> list[torch.Tensor]:
+    return [torch.randn(batch, c, size // 2 ** (i + 2), size // 2 ** (i + 2)) for i, c in enumerate(IN_CHANNELS)]
+
+
+# head name -> (small kwargs, stride of the logits relative to the res2 map)
+SMALL = {
+    "aspp": (dict(channels=8, dilations=(1, 2, 3)), 8),
+    "psp": (dict(channels=8), 8),
+    "fpn": (dict(channels=8, fpn_channels=8), 1),
+    "upernet": (dict(channels=8), 1),
+    "deeplabv3plus": (dict(channels=8, c1_channels=4, dilations=(1, 2)), 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_head_shapes_and_every_parameter_gets_a_gradient(name):
+    kwargs, down = SMALL[name]
+    head = build_head(name, IN_CHANNELS, NUM_CLASSES, **kwargs).train()
+    feats = pyramid()
+    logits = head(feats)
+    res2 = feats[0].shape[-1]
+    assert logits.shape == (2, NUM_CLASSES, res2 // down, res2 // down)
+    logits.square().mean().backward()
+    missing = [n for n, p in head.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"{name}: parameters without gradient: {missing}"
+
+
+def test_registry_holds_every_head_and_default_widths_are_the_mmseg_ones():
+    assert {"fcn", "aspp", "psp", "fpn", "upernet", "deeplabv3plus"} <= set(HEADS)
+    wide = [256, 512, 1024, 2048]
+    aspp = build_head("aspp", wide, 21)
+    convs = [m for m in aspp.modules() if isinstance(m, nn.Conv2d)]
+    dilations = sorted({m.dilation[0] for m in convs if m.kernel_size == (3, 3)})
+    assert dilations == [1, 12, 24, 36]  # 1 = the 3x3 fusion conv
+    assert aspp.aspp.bottleneck[0].in_channels == 5 * 512 and aspp.classifier[1].in_channels == 512
+    psp = build_head("psp", wide, 21)
+    assert [s[0].output_size for s in psp.ppm.stages] == [1, 2, 3, 6]
+    assert psp.ppm.bottleneck[0].in_channels == 2048 + 4 * 512
+    fpn = build_head("fpn", wide, 21)
+    assert [sum(isinstance(m, nn.Conv2d) for m in h.modules()) for h in fpn.scale_heads] == [1, 1, 2, 3]
+    assert fpn.fpn.output[0].out_channels == 256 and fpn.classifier[1].in_channels == 128
+    uper = build_head("upernet", wide, 21)
+    assert uper.fuse[0].in_channels == 4 * 512
+    plus = build_head("deeplabv3plus", wide, 21)
+    assert plus.c1_bottleneck[0].out_channels == 48
+    depthwise = [m for m in plus.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+    assert isinstance(plus.classifier[0], nn.Dropout2d) and plus.classifier[0].p == 0.1
+
+
+def test_aspp_image_pool_branch_is_spatially_constant():
+    head = ASPPHead(IN_CHANNELS, NUM_CLASSES, channels=8, dilations=(1, 2)).eval()
+    pooled = head.aspp.branches[0](pyramid()[-1])
+    assert torch.allclose(pooled, pooled[..., :1, :1].expand_as(pooled))
+
+
+def test_fpn_can_return_its_fine_features():
+    head = SemanticFPNHead(IN_CHANNELS, NUM_CLASSES, channels=8, fpn_channels=6).eval()
+    feats = pyramid()
+    logits, fine = head(feats, return_features=True)
+    assert fine.shape == (2, 6, *feats[0].shape[-2:]) and head.fine_channels == 6
+    assert torch.equal(logits, head(feats))
+
+
+def test_heads_accept_non_square_maps():
+    feats = [torch.randn(2, c, 24 // 2 ** i, 40 // 2 ** i) for i, c in enumerate(IN_CHANNELS)]
+    for cls, kw in [(UPerHead, dict(channels=8)), (DeepLabV3PlusHead, dict(channels=8, dilations=(1, 2))),
+                    (PSPHead, dict(channels=8))]:
+        out = cls(IN_CHANNELS, NUM_CLASSES, **kw)(feats)
+        assert out.shape[0] == 2 and out.shape[1] == NUM_CLASSES and out.shape[-1] / out.shape[-2] == 40 / 24
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_bad_in_channels_raise(name):
+    with pytest.raises(ValueError, match="in_channels"):
+        build_head(name, [8, 16], NUM_CLASSES)
