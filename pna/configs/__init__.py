@@ -49,7 +49,7 @@ def _paper(row: Row) -> Config:
     if row.dataset in HARD_PIXEL_DATASETS or (row.dataset == "cityscapes" and row.model.startswith("deeplabv3")):
         loss["hard_pixel_fraction"] = 0.2
     return Config(
-        table=row.table, row=row.name, profile="paper",
+        name=row.config_name, table=row.table, row=row.name, profile="paper",
         data=DataConfig(
             dataset=setting["dataset"], eval_dataset=setting.get("eval_dataset"),
             eval_split=setting["eval_split"], crop=setting["crop"],
@@ -70,7 +70,7 @@ def _paper(row: Row) -> Config:
 def _smoke(row: Row) -> Config:
     overrides = {**SMOKE_MODEL, **row.overrides}
     return Config(
-        table=row.table, row=row.name, profile="smoke",
+        name=row.config_name, table=row.table, row=row.name, profile="smoke",
         data=DataConfig(dataset="synthetic", root=None, crop=(80, 80), scale_range=(0.75, 1.25),
                         flip=True, photometric=False, eval_short_side=None,
                         options=dict(SMOKE_SYNTHETIC)),

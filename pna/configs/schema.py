@@ -87,13 +87,14 @@ class EvalConfig:
     mode: str = "whole"                 # whole | slide
     crop: tuple[int, int] = (512, 512)
     stride: tuple[int, int] = (341, 341)
-    stages: bool = True                 # score every stage P0..P4, not only the final one
+    batch_size: int = 1                 # images per forward pass (same-size images only)
 
 
 @dataclass
 class Config:
     """One training run: which paper table and row it reproduces, at which profile."""
 
+    name: str = "voc/fcn_r50_os32"     # "<dataset key>/<row>", see pna.configs.list_configs()
     table: str = "table1"
     row: str = "fcn_r50_os32"
     profile: str = "smoke"              # smoke | paper

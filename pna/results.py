@@ -1,0 +1,157 @@
+"""Results JSONs with provenance, the paper's numbers, and tables of ours beside theirs.
+
+Each training run writes ``results/<table>/<row>.<profile>.json``: per-stage metrics plus where the
+numbers come from (config and hash, seed, git commit and dirty flag, torch, device, world size,
+effective batch, dataset sizes, iterations, wall time). ``results/paper_numbers.csv`` holds every
+number of Tables 1-7 of the paper.
+
+Example::
+
+    >>> paper = load_paper_numbers()
+    >>> float(paper.query("table == 'table1' and column == 'P4'").value.max())
+    78.6
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pna.checkpoint import atomic_write_json
+from pna.paths import REPO_ROOT, results_dir
+
+PAPER_NUMBERS = REPO_ROOT / "results" / "paper_numbers.csv"
+
+
+def git_state(repo: Path = REPO_ROOT) -> dict:
+    """The commit of the working tree and whether it has uncommitted changes (None outside git)."""
+    def run(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def provenance(cfg, cfg_hash: str, device: torch.device | str, world_size: int,
+               dataset_sizes: dict, iterations: int, wall_time_s: float) -> dict:
+    """Everything needed to tell where a number comes from."""
+    return {
+        "config_name": cfg.name,
+        "config": cfg.to_dict(),
+        "config_hash": cfg_hash,
+        "profile": cfg.profile,
+        "seed": cfg.train.seed,
+        **git_state(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(torch.device(device)),
+        "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "effective_batch": cfg.train.batch_size,
+        "batch_per_process": cfg.train.batch_size // world_size,
+        "dataset_sizes": dataset_sizes,
+        "iterations": iterations,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+
+
+def result_path(table: str, row: str, profile: str, root: Path | None = None) -> Path:
+    return Path(root or results_dir()) / table / f"{row}.{profile}.json"
+
+
+def write_result(record: dict, root: Path | None = None, overwrite: bool = False) -> Path:
+    """Write a run's record atomically to ``<root>/<table>/<row>.<profile>.json``.
+
+    An existing file from a different config (another hash) is kept unless ``overwrite=True``;
+    one from the same config is replaced (the same run, written again).
+    """
+    cfg = record["config"]
+    path = result_path(cfg["table"], cfg["row"], cfg["profile"], root)
+    if path.exists() and not overwrite:
+        old = json.loads(path.read_text())
+        if old.get("config_hash") != record["config_hash"]:
+            raise FileExistsError(
+                f"{path} holds the result of another config (hash {str(old.get('config_hash'))[:10]}, "
+                f"this run {record['config_hash'][:10]}); pass overwrite=True (--overwrite) to replace it")
+    atomic_write_json(record, path)
+    return path
+
+
+def load_results(table: str | None = None, profile: str | None = None,
+                 root: Path | None = None) -> pd.DataFrame:
+    """One row per (result, stage): table, row, profile, dataset, split, stage, is_final, mIoU (%)."""
+    records = []
+    for path in sorted(Path(root or results_dir()).glob("table*/*.json")):
+        data = json.loads(path.read_text())
+        cfg = data["config"]
+        if (table and cfg["table"] != table) or (profile and cfg["profile"] != profile):
+            continue
+        for stage, metrics in data["metrics"]["stages"].items():
+            records.append({
+                "table": cfg["table"], "row": cfg["row"], "profile": cfg["profile"],
+                "dataset": cfg["data"]["eval_dataset"] or cfg["data"]["dataset"],
+                "split": data["metrics"].get("split", cfg["data"]["eval_split"]),
+                "model": cfg["model"]["name"], "stage": stage,
+                "is_final": stage == data["metrics"]["final_stage"],
+                "mIoU": None if metrics["mIoU"] is None else 100 * metrics["mIoU"],
+                "config_hash": data["config_hash"], "iterations": data["iterations"],
+                "wall_time_s": data["wall_time_s"], "path": str(path),
+            })
+    columns = ["table", "row", "profile", "dataset", "split", "model", "stage", "is_final", "mIoU",
+               "config_hash", "iterations", "wall_time_s", "path"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def load_paper_numbers(path: Path = PAPER_NUMBERS) -> pd.DataFrame:
+    """Every number of Tables 1-7 (columns: table, method, backbone, dataset, split, column, value,
+    unit, row, note); `row` names our config row where we train the same model."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"paper numbers not found at {path}")
+    frame = pd.read_csv(path, dtype={"row": "string", "backbone": "string", "note": "string"})
+    return frame
+
+
+def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our mIoU next to the paper's for every row both have, with ``diff = ours - paper`` (points).
+
+    A paper column ``P0..P4`` pairs with that stage of ours, ``mIoU`` with our final stage.
+    `ours` must hold a single profile: smoke numbers (synthetic data) and paper-profile numbers
+    mean different things and are never put in one table.
+    """
+    profiles = sorted(set(ours["profile"]))
+    if len(profiles) > 1:
+        raise ValueError(f"results of several profiles {profiles}; select one, e.g. load_results(profile='paper')")
+    paper = load_paper_numbers() if paper is None else paper
+    paper = paper[paper["row"].notna() & paper["column"].str.match(r"^(P\d|mIoU)$")]
+    ours = ours.assign(column=ours["stage"])
+    final = ours[ours["is_final"]].assign(column="mIoU")
+    ours = pd.concat([ours, final], ignore_index=True)
+    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations"]],
+                         on=["table", "row", "column"], how="inner", suffixes=("", "_ours"))
+    # The split must agree only where the paper reports the row on several splits (Trans10k val
+    # and test); elsewhere the paper's split (e.g. DeepGlobe test) pairs with the one we evaluate.
+    splits = paper.groupby(["table", "row", "column"])["split"].transform("nunique")
+    several = merged.merge(paper.assign(several=splits > 1)[["table", "row", "column", "split", "several"]],
+                           on=["table", "row", "column", "split"], how="left")["several"].fillna(False)
+    merged = merged[(~several.to_numpy()) | (merged["split"] == merged["split_ours"]).to_numpy()]
+    merged = merged.rename(columns={"value": "paper", "mIoU": "ours"})
+    merged["diff"] = merged["ours"] - merged["paper"]
+    return merged[["table", "method", "backbone", "dataset", "split", "column", "row", "profile",
+                   "paper", "ours", "diff", "iterations"]].reset_index(drop=True)
