@@ -1,0 +1,74 @@
+"""DeepGlobe land cover: RGB ``*_mask.png`` colours -> 6 class ids; ``unknown`` (black) -> 255.
+
+Layout (the challenge's ``land-train`` folder; lists from ``python -m data_prep.deepglobe``)::
+
+    land-train/<id>_sat.jpg, land-train/<id>_mask.png   RGB masks, 7 colours
+    splits/train.txt, val.txt, test.txt                  454 / 207 / 142 ids
+    labels/<id>.png                                      (optional) ids 0..5, 255 = unknown
+
+Colour channels are thresholded at 128 (the challenge warns values may not be exactly 0/255).
+``unknown`` is ignored in training and evaluation, so the mIoU runs over the 6 land classes.
+
+Example:
+    >>> ds = DeepGlobeLandCover("data/deepglobe", "val")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .base import Sample, SegmentationDataset, Transform, open_image, read_id_list, require_dir
+from .catalog import DEEPGLOBE_COLOURS, DEEPGLOBE_UNKNOWN, IGNORE_INDEX, info
+
+Colour = tuple[int, int, int]
+
+
+def colour_code(rgb: np.ndarray) -> np.ndarray:
+    """Each pixel's channels thresholded at 128, packed as a 3-bit code R*4 + G*2 + B."""
+    bits = (rgb[..., :3] >= 128).astype(np.uint8)
+    return bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]
+
+
+def decode_colour_mask(path: Path, colour_to_id: dict[Colour, int]) -> np.ndarray:
+    """Class ids of an RGB mask whose (thresholded) colours are the keys of ``colour_to_id``."""
+    img = open_image(path)
+    if img.mode not in ("RGB", "RGBA", "P"):
+        raise ValueError(f"mask {path} has mode {img.mode}; expected an RGB colour mask")
+    code = colour_code(np.asarray(img.convert("RGB")))
+    table = np.full(8, -1, dtype=np.int16)
+    for colour, class_id in colour_to_id.items():
+        table[colour_code(np.array(colour, dtype=np.uint8))] = class_id
+    out = table[code]
+    if (out < 0).any():
+        seen = {tuple(int(v) * 255 for v in ((c >> 2) & 1, (c >> 1) & 1, c & 1)) for c in np.unique(code[out < 0])}
+        raise ValueError(
+            f"mask {path} holds colours {sorted(seen)} (after thresholding at 128) that are not classes of "
+            f"this dataset; expected only {sorted(colour_to_id)}")
+    return out.astype(np.uint8)
+
+
+DEEPGLOBE_COLOUR_TO_ID = {c: i for i, c in enumerate(DEEPGLOBE_COLOURS)} | {DEEPGLOBE_UNKNOWN: IGNORE_INDEX}
+
+
+class DeepGlobeLandCover(SegmentationDataset):
+    """DeepGlobe land cover, 6 classes (+ unknown ignored)."""
+
+    def __init__(self, root: str | Path, split: str, transform: Transform | None = None,
+                 ids: Sequence[str] | None = None):
+        self.root = require_dir(Path(root), "DeepGlobe root")
+        tiles = require_dir(self.root / "land-train", "DeepGlobe tiles (land-train)")
+        if ids is None:
+            ids = read_id_list(self.root / "splits" / f"{split}.txt",
+                               " (run `python -m data_prep.deepglobe` to make the split lists)")
+        labels = self.root / "labels"
+        self.use_png = labels.is_dir()
+        samples = [Sample(i, tiles / f"{i}_sat.jpg", labels / f"{i}.png" if self.use_png else tiles / f"{i}_mask.png")
+                   for i in ids]
+        super().__init__(samples, info("deepglobe"), transform)
+
+    def read_label(self, path: Path) -> np.ndarray:
+        if self.use_png:
+            return super().read_label(path)
+        return decode_colour_mask(path, DEEPGLOBE_COLOUR_TO_ID)
