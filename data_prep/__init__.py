@@ -1,0 +1,1 @@
+"""Conversion scripts: official dataset downloads -> what ``pna.data`` reads. See README.md."""
