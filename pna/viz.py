@@ -17,7 +17,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 IGNORE_COLOUR = (224, 224, 192)  # VOC's colour for the void border
 
@@ -49,17 +48,14 @@ def to_display_image(image: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def predict_stages(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every prediction (P0..P4) of a segmentor for one normalised image, upsampled bilinearly to
-    the image size and arg-maxed: ``{"P0": LongTensor (H, W), ...}``."""
+    """Every prediction (P0..P4) of a segmentor for one normalised (3, H, W) image, at the image
+    size and arg-maxed: ``{"P0": LongTensor (H, W), ...}``."""
+    from pna.evaluate import predict_stages as stage_logits
+
     model.eval()
     device = next(model.parameters()).device
-    outputs = model(image[None].to(device), return_all=True)
-    size = image.shape[-2:]
-    return {
-        name: F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0].argmax(0).cpu()
-        for name, logits in outputs.items()
-        if name.startswith("P")
-    }
+    logits = stage_logits(model, image[None].to(device))
+    return {name: value[0].argmax(0).cpu() for name, value in logits.items()}
 
 
 def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]], stage_names: Sequence[str] | None = None):

@@ -1,0 +1,149 @@
+"""The tables notebook's engine: every paper table with ours beside it, the P0-P4 figure and the
+training curves, regenerated from ``results/``.
+
+One profile at a time: smoke numbers (synthetic data, small backbone) and paper-profile numbers
+are never put in one table. Files written:
+
+* ``results/tables/<table>.<profile>.md`` - paper rows, our value, the difference;
+* ``results/figures/refinement_<row>.<profile>.png`` - image, label, P0..P4 (the paper's Fig. 3);
+* ``results/figures/training_curves.<profile>.png``.
+
+Example::
+
+    >>> from pna.report import markdown_table
+    >>> import pandas as pd
+    >>> print(markdown_table(pd.DataFrame({"a": [1.0], "b": ["x"]})))
+    | a | b |
+    |---|---|
+    | 1.0 | x |
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pna.paths import results_dir
+from pna.results import load_paper_numbers, load_results, ours_beside_paper
+
+COST_COLUMNS = ("params", "GFLOPs", "FPS")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
+    """A GitHub Markdown table (no extra dependency); floats rounded to ``digits``."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:.{digits}f}"
+        return "" if value is None or value is pd.NA else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _cost_measurements(table: str, profile_root: Path) -> pd.DataFrame:
+    """Params / GFLOPs / FPS we measured (``results/profile/<table>.csv``), long format."""
+    path = profile_root / f"{table}.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["row", "column", "ours"])
+    wide = pd.read_csv(path)
+    present = [c for c in COST_COLUMNS if c in wide.columns]
+    return wide.melt(id_vars=["row"], value_vars=present, var_name="column", value_name="ours")
+
+
+def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd.DataFrame:
+    """Every number the paper prints for ``table``, with ours (this profile) and the difference;
+    rows we have not run, or that the paper only cites, keep an empty ``ours``."""
+    root = Path(root or results_dir())
+    paper = load_paper_numbers()
+    paper = paper[paper["table"] == table]
+    ours = load_results(table, profile=profile, root=root)
+    merged = ours_beside_paper(ours, paper) if len(ours) else pd.DataFrame(columns=["method", "backbone", "split", "column", "ours"])
+    keys = ["method", "backbone", "split", "column"]
+    frame = paper.merge(merged[keys + ["ours"]], on=keys, how="left")
+    cost = _cost_measurements(table, root / "profile")
+    if len(cost):
+        frame = frame.merge(cost.rename(columns={"ours": "ours_cost"}), on=["row", "column"], how="left")
+        frame["ours"] = frame["ours"].fillna(frame.pop("ours_cost"))
+    frame["diff"] = frame["ours"] - frame["value"]
+    frame = frame.rename(columns={"value": "paper"})
+    return frame[["method", "backbone", "split", "column", "paper", "ours", "diff", "row"]].reset_index(drop=True)
+
+
+def write_tables(profile: str = "smoke", root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Write ``tables/<table>.<profile>.md`` for every paper table that has at least one result of
+    ``profile``; returns the tables by name."""
+    root = Path(root or results_dir())
+    out = root / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for table in sorted(load_paper_numbers()["table"].unique()):
+        frame = table_beside_paper(table, profile, root)
+        if frame["ours"].isna().all():
+            continue
+        scale = ("smoke scale: synthetic data, small backbone, a few hundred CPU iterations; "
+                 "not comparable with the paper's numbers" if profile == "smoke" else "paper settings")
+        text = f"# {table}: ours ({profile}) beside the paper\n\n_{scale}._\n\n{markdown_table(frame)}\n"
+        (out / f"{table}.{profile}.md").write_text(text)
+        tables[table] = frame
+    return tables
+
+
+def _records(profile: str, root: Path) -> list[dict]:
+    records = []
+    for path in sorted(root.glob("table*/*.json")):
+        record = json.loads(path.read_text())
+        if record["config"]["profile"] == profile:
+            records.append(record)
+    return records
+
+
+def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), device: str = "cpu",
+                      root: str | Path | None = None, table: str = "table1") -> Path:
+    """Image, label and P0..P4 of the trained ``row`` on a few validation images."""
+    from pna.configs import config_from_dict
+    from pna.evaluate import model_from_checkpoint
+    from pna.results import result_path
+    from pna.train import build_eval_set
+    from pna.viz import plot_refinement, predict_stages
+
+    root = Path(root or results_dir())
+    path = result_path(table, row, profile, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
+    record = json.loads(path.read_text())
+    checkpoint_path = Path(record["run_dir"]) / "final.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"{path} names the run {record['run_dir']}, whose final.pt is missing")
+    dataset = build_eval_set(config_from_dict(record["config"]))
+    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
+    panels = []
+    for index in samples:
+        item = dataset[index]
+        panels.append({"image": item["image"], "label": item["label"], "predictions": predict_stages(model, item["image"])})
+    fig = plot_refinement(panels, dataset.palette)
+    return _save(fig, root / "figures" / f"refinement_{row}.{profile}.png")
+
+
+def training_curves_figure(profile: str = "smoke", root: str | Path | None = None) -> Path:
+    """Training loss against iteration of every run of ``profile`` whose log is still on disk."""
+    from pna.viz import plot_training_curves
+
+    root = Path(root or results_dir())
+    logs = {f"{r['config']['table']}/{r['config']['row']}": r["log"] for r in _records(profile, root)
+            if r.get("log") and Path(r["log"]).is_file()}
+    if not logs:
+        raise FileNotFoundError(f"no {profile} training log found from the results in {root}")
+    return _save(plot_training_curves(logs), root / "figures" / f"training_curves.{profile}.png")
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
