@@ -1,0 +1,80 @@
+"""DeepGlobe colour decoding on the real masks in ../shared, and the conversion script on crops of them."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep import deepglobe as prep
+from pna.data import build_dataset
+from pna.data.catalog import DEEPGLOBE_COLOURS, DEEPGLOBE_UNKNOWN
+from pna.data.deepglobe import DEEPGLOBE_COLOUR_TO_ID, decode_colour_mask
+
+ALL_COLOURS = set(DEEPGLOBE_COLOURS) | {DEEPGLOBE_UNKNOWN}
+
+
+def colour_counts(rgb: np.ndarray) -> dict[tuple[int, int, int], int]:
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    codes, counts = np.unique(packed, return_counts=True)
+    return {(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255): int(n) for c, n in zip(codes, counts)}
+
+
+@pytest.mark.parametrize("tile, has_unknown", [("855", False), ("6399", True)])
+def test_real_masks_decode_colour_by_colour(samples_dir, tile, has_unknown):
+    path = samples_dir / "deepglobe" / "land-train" / f"{tile}_mask.png"
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    counts = colour_counts(rgb)
+    assert set(counts) <= ALL_COLOURS and (DEEPGLOBE_UNKNOWN in counts) == has_unknown
+    label = decode_colour_mask(path, DEEPGLOBE_COLOUR_TO_ID)
+    decoded = np.bincount(label.ravel(), minlength=256)
+    for class_id, colour in enumerate(DEEPGLOBE_COLOURS):
+        assert decoded[class_id] == counts.get(colour, 0), colour
+    assert decoded[255] == counts.get(DEEPGLOBE_UNKNOWN, 0)  # unknown -> ignore
+    assert decoded.sum() == 2448 * 2448
+
+
+def test_colours_off_by_less_than_half_are_thresholded_at_128(samples_dir, tmp_path):
+    rgb = np.asarray(Image.open(samples_dir / "deepglobe/land-train/6399_mask.png").convert("RGB"))[:300, :300]
+    noisy = np.where(rgb >= 128, rgb - 60, rgb + 60).astype(np.uint8)  # e.g. 255 -> 195, 0 -> 60
+    Image.fromarray(rgb).save(tmp_path / "clean.png")
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    clean = decode_colour_mask(tmp_path / "clean.png", DEEPGLOBE_COLOUR_TO_ID)
+    assert np.array_equal(decode_colour_mask(tmp_path / "noisy.png", DEEPGLOBE_COLOUR_TO_ID), clean)
+
+
+def test_loader_on_real_tiles(samples_dir, tmp_path):
+    (tmp_path / "land-train").symlink_to(samples_dir / "deepglobe" / "land-train")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("6399\n")
+    ds = build_dataset("deepglobe", tmp_path, "val")
+    item = ds[0]
+    assert item["image"].shape == (3, 2448, 2448) and item["label"].shape == (2448, 2448)
+    assert set(item["label"].unique().tolist()) == {0, 1, 2, 3, 4, 5, 255}
+    assert ds.num_classes == 6 and ds.eval_classes == [0, 1, 2, 3, 4, 5]
+    assert ds.palette[0] == (0, 255, 255) and ds.classes[0] == "urban"
+
+
+def test_prep_writes_index_labels_and_a_fixed_disjoint_split(samples_dir, tmp_path, capsys):
+    tiles = tmp_path / "land-train"
+    tiles.mkdir()
+    src = samples_dir / "deepglobe" / "land-train"
+    sat, mask = Image.open(src / "6399_sat.jpg"), Image.open(src / "6399_mask.png")
+    for n in range(5):  # five small tiles cut from the real one
+        box = (n * 400, n * 400, n * 400 + 48, n * 400 + 48)
+        sat.crop(box).save(tiles / f"{n}_sat.jpg")
+        mask.crop(box).save(tiles / f"{n}_mask.png")
+    assert prep.main(["--root", str(tmp_path), "--sizes", "2", "2", "1"]) == 0
+    assert "classes found" in capsys.readouterr().out
+    splits = {s: (tmp_path / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert [len(v) for v in splits.values()] == [2, 2, 1]
+    assert sorted(sum(splits.values(), [])) == [str(n) for n in range(5)]
+    order = prep.split_order([str(n) for n in range(5)])  # the documented order, cut 2/2/1
+    assert (splits["train"], splits["val"], splits["test"]) == (sorted(order[:2]), sorted(order[2:4]), order[4:])
+    converted = build_dataset("deepglobe", tmp_path, "train")
+    assert converted.use_png
+    for item, i in zip(converted, splits["train"]):
+        assert np.array_equal(item["label"].numpy(), decode_colour_mask(tiles / f"{i}_mask.png", DEEPGLOBE_COLOUR_TO_ID))
+    assert prep.main(["--root", str(tmp_path), "--sizes", "2", "2", "1"]) == 0  # idempotent
+    assert "labels unchanged: 5" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="add up to 4 but .* holds 5"):
+        prep.main(["--root", str(tmp_path), "--sizes", "2", "1", "1"])
