@@ -17,72 +17,117 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .window import neighbour_index, relative_bias, row_pieces
+from .window import chunk_row_pieces, neighbour_index, relative_bias, row_pieces
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
+# Work on blocks of about this many elements of x so that the block, its key rows and the
+# per-slot temporaries stay in cache while all Lh * Lw slots are visited.
+_BLOCK_ELEMENTS = 1 << 19
+
+
+def _blocks(groups: int, height: int, row_elements: int):
+    """Yield ``(group_slice, row_begin, row_end)`` blocks of a ``(groups, H, W, C)`` tensor."""
+    rows = max(1, min(height, _BLOCK_ELEMENTS // row_elements))
+    group = max(1, _BLOCK_ELEMENTS // (rows * row_elements)) if rows == height else 1
+    for g in range(0, groups, group):
+        for begin in range(0, height, rows):
+            yield slice(g, g + group), begin, min(begin + rows, height)
+
+
+def _block_pieces(height: int, kernel_size: int, begin: int, end: int):
+    span = min(kernel_size, height)
+    pieces = [chunk_row_pieces(height, kernel_size, dy, begin, end) for dy in range(span)]
+    return pieces[0][0], [p for _, p in pieces]
+
+
 def _add_to_columns(out: torch.Tensor, grad_cols: torch.Tensor, kernel_size: int, dx: int) -> None:
-    """Adjoint of ``y.index_select(3, cols[:, dx])``: add column-gathered grads back in place."""
-    for query_cols, key_cols in row_pieces(out.shape[3], kernel_size, dx):
-        part = grad_cols[:, :, :, query_cols]
+    """Adjoint of ``y.index_select(2, cols[:, dx])``: add column-gathered grads back in place."""
+    for query_cols, key_cols in row_pieces(out.shape[2], kernel_size, dx):
+        part = grad_cols[:, :, query_cols]
         if key_cols.stop - key_cols.start != query_cols.stop - query_cols.start:
-            part = part.sum(3, keepdim=True)
-        out[:, :, :, key_cols] += part
+            part = part.sum(2, keepdim=True)
+        out[:, :, key_cols] += part
 
 
 def _slot_dot(x: torch.Tensor, y: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``(B, h, H, W, C) x (B, h, H, W, C) -> (B, h, H, W, Lh * Lw)`` window dot products."""
-    height, width = x.shape[2:4]
+    """``(G, H, W, C) x (G, H, W, C) -> (Lh * Lw, G, H, W)`` window dot products (slot-major)."""
+    groups, height, width, channels = x.shape
     cols = neighbour_index(width, kernel_size, x.device)
-    span_h, span_w = min(kernel_size, height), cols.shape[1]
-    out = x.new_empty(span_h * span_w, *x.shape[:4])  # slot-major so each slot writes contiguously
-    for dx in range(span_w):
-        y_cols = y.index_select(3, cols[:, dx])
-        for dy in range(span_h):
-            slot = out[dy * span_w + dx]
-            for query_rows, key_rows in row_pieces(height, kernel_size, dy):
-                slot[:, :, query_rows] = torch.linalg.vecdot(x[:, :, query_rows], y_cols[:, :, key_rows])
-    return out.movedim(0, -1).contiguous()
+    span_w = cols.shape[1]
+    out = x.new_empty(min(kernel_size, height) * span_w, groups, height, width)
+    for block, begin, end in _blocks(groups, height, width * channels):
+        key_rows, pieces = _block_pieces(height, kernel_size, begin, end)
+        x_block, y_block = x[block, begin:end], y[block, key_rows]
+        for dx in range(span_w):
+            y_cols = y_block.index_select(2, cols[:, dx])
+            for dy, dy_pieces in enumerate(pieces):
+                slot = out[dy * span_w + dx, block, begin:end]
+                for query_rows, key_rows_local in dy_pieces:
+                    slot[:, query_rows] = _dot(x_block[:, query_rows], y_cols[:, key_rows_local])
+    return out
 
 
 def _slot_sum(w: torch.Tensor, y: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``(B, h, H, W, Lh * Lw) x (B, h, H, W, C) -> (B, h, H, W, C)`` window weighted sums."""
-    height, width = y.shape[2:4]
+    """``(Lh * Lw, G, H, W) x (G, H, W, C) -> (G, H, W, C)`` window weighted sums."""
+    groups, height, width, channels = y.shape
     cols = neighbour_index(width, kernel_size, y.device)
-    span_h, span_w = min(kernel_size, height), cols.shape[1]
-    w_slots = w.movedim(-1, 0).contiguous()
+    span_w = cols.shape[1]
     out = torch.zeros_like(y)
-    for dx in range(span_w):
-        y_cols = y.index_select(3, cols[:, dx])
-        for dy in range(span_h):
-            w_slot = w_slots[dy * span_w + dx].unsqueeze(-1)
-            for query_rows, key_rows in row_pieces(height, kernel_size, dy):
-                out[:, :, query_rows].addcmul_(w_slot[:, :, query_rows], y_cols[:, :, key_rows])
+    for block, begin, end in _blocks(groups, height, width * channels):
+        key_rows, pieces = _block_pieces(height, kernel_size, begin, end)
+        out_block, y_block = out[block, begin:end], y[block, key_rows]
+        for dx in range(span_w):
+            y_cols = y_block.index_select(2, cols[:, dx])
+            for dy, dy_pieces in enumerate(pieces):
+                w_slot = w[dy * span_w + dx, block, begin:end].unsqueeze(-1)
+                for query_rows, key_rows_local in dy_pieces:
+                    out_block[:, query_rows].addcmul_(w_slot[:, query_rows], y_cols[:, key_rows_local])
     return out
 
 
 def _slot_scatter(w: torch.Tensor, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``(B, h, H, W, Lh * Lw) x (B, h, H, W, C) -> (B, h, H, W, C)``: adjoint of the key gather."""
-    height, width = x.shape[2:4]
-    span_h, span_w = min(kernel_size, height), min(kernel_size, width)
-    w_slots = w.movedim(-1, 0).contiguous()
+    """``(Lh * Lw, G, H, W) x (G, H, W, C) -> (G, H, W, C)``: adjoint of the key gather."""
+    groups, height, width, channels = x.shape
+    span_w = min(kernel_size, width)
     out = torch.zeros_like(x)
-    grad_cols = torch.empty_like(x)
-    for dx in range(span_w):
-        grad_cols.zero_()
-        for dy in range(span_h):
-            w_slot = w_slots[dy * span_w + dx].unsqueeze(-1)
-            for query_rows, key_rows in row_pieces(height, kernel_size, dy):
-                if key_rows.stop - key_rows.start == query_rows.stop - query_rows.start:
-                    grad_cols[:, :, key_rows].addcmul_(w_slot[:, :, query_rows], x[:, :, query_rows])
-                else:  # a clamped border run: every query of the run shares this key row
-                    contribution = (w_slot[:, :, query_rows] * x[:, :, query_rows]).sum(2, keepdim=True)
-                    grad_cols[:, :, key_rows] += contribution
-        _add_to_columns(out, grad_cols, kernel_size, dx)
+    for block, begin, end in _blocks(groups, height, width * channels):
+        key_rows, pieces = _block_pieces(height, kernel_size, begin, end)
+        x_block, out_block = x[block, begin:end], out[block, key_rows]
+        grad_cols = torch.empty_like(out_block)
+        for dx in range(span_w):
+            grad_cols.zero_()
+            for dy, dy_pieces in enumerate(pieces):
+                w_slot = w[dy * span_w + dx, block, begin:end].unsqueeze(-1)
+                for query_rows, key_rows_local in dy_pieces:
+                    if key_rows_local.stop - key_rows_local.start == query_rows.stop - query_rows.start:
+                        grad_cols[:, key_rows_local].addcmul_(w_slot[:, query_rows], x_block[:, query_rows])
+                    else:  # a clamped border run: every query of the run shares this key row
+                        shared = (w_slot[:, query_rows] * x_block[:, query_rows]).sum(1, keepdim=True)
+                        grad_cols[:, key_rows_local] += shared
+            _add_to_columns(out_block, grad_cols, kernel_size, dx)
     return out
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(-1)
+
+
+def _as_groups(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(B, h, H, W, C) -> (B * h, H, W, C)`` contiguous, in the working dtype."""
+    return x.to(dtype).reshape(-1, *x.shape[2:]).contiguous()
+
+
+def _as_slots(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(B, h, H, W, S) -> (S, B * h, H, W)`` contiguous (slot-major), in the working dtype."""
+    return w.to(dtype).movedim(-1, 0).reshape(w.shape[-1], -1, *w.shape[2:4]).contiguous()
+
+
+def _from_slots(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return out.movedim(0, -1).reshape(*like.shape[:4], out.shape[0]).to(like.dtype)
 
 
 class NeighbourhoodQK(torch.autograd.Function):
@@ -93,19 +138,19 @@ class NeighbourhoodQK(torch.autograd.Function):
         ctx.save_for_backward(q, k)
         ctx.kernel_size = kernel_size
         work = _compute_dtype(q.dtype)
-        return _slot_dot(q.to(work), k.to(work), kernel_size).to(q.dtype)
+        return _from_slots(_slot_dot(_as_groups(q, work), _as_groups(k, work), kernel_size), q)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logits: torch.Tensor):
         q, k = ctx.saved_tensors
         work = _compute_dtype(q.dtype)
-        grad = grad_logits.to(work)
+        grad = _as_slots(grad_logits, work)
         grad_q = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_q = _slot_sum(grad, k.to(work), ctx.kernel_size).to(q.dtype)
+            grad_q = _slot_sum(grad, _as_groups(k, work), ctx.kernel_size).to(q.dtype).view(q.shape)
         if ctx.needs_input_grad[1]:
-            grad_k = _slot_scatter(grad, q.to(work), ctx.kernel_size).to(k.dtype)
+            grad_k = _slot_scatter(grad, _as_groups(q, work), ctx.kernel_size).to(k.dtype).view(k.shape)
         return grad_q, grad_k, None
 
 
@@ -117,19 +162,20 @@ class NeighbourhoodAV(torch.autograd.Function):
         ctx.save_for_backward(attn, v)
         ctx.kernel_size = kernel_size
         work = _compute_dtype(v.dtype)
-        return _slot_sum(attn.to(work), v.to(work), kernel_size).to(v.dtype)
+        out = _slot_sum(_as_slots(attn, work), _as_groups(v, work), kernel_size)
+        return out.to(v.dtype).view(v.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         attn, v = ctx.saved_tensors
         work = _compute_dtype(v.dtype)
-        grad = grad_out.to(work)
+        grad = _as_groups(grad_out, work)
         grad_attn = grad_v = None
         if ctx.needs_input_grad[0]:
-            grad_attn = _slot_dot(grad, v.to(work), ctx.kernel_size).to(attn.dtype)
+            grad_attn = _from_slots(_slot_dot(grad, _as_groups(v, work), ctx.kernel_size), attn)
         if ctx.needs_input_grad[1]:
-            grad_v = _slot_scatter(attn.to(work), grad, ctx.kernel_size).to(v.dtype)
+            grad_v = _slot_scatter(_as_slots(attn, work), grad, ctx.kernel_size).to(v.dtype).view(v.shape)
         return grad_attn, grad_v, None
 
 

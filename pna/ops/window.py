@@ -76,3 +76,30 @@ def relative_bias(rpb: torch.Tensor, height: int, width: int, kernel_size: int) 
     rel_cols = cols - torch.arange(width, device=rpb.device)[:, None] + last  # (W, Lw)
     bias = rpb[:, rel_rows[:, None, :, None], rel_cols[None, :, None, :]]  # (heads, H, W, Lh, Lw)
     return bias.flatten(-2)
+
+
+def chunk_row_pieces(n: int, kernel_size: int, offset: int, begin: int, end: int) -> tuple[slice, list[tuple[slice, slice]]]:
+    """:func:`row_pieces` restricted to queries ``begin:end``, relative to the chunk.
+
+    Returns ``key_rows`` (the key rows any window slot of the chunk touches) and
+    ``(query_slice, key_slice)`` pairs relative to ``begin`` and ``key_rows.start``.
+
+    Example:
+        >>> chunk_row_pieces(6, 3, 1, 2, 6)
+        (slice(1, 6, None), [(slice(0, 3, None), slice(1, 4, None)), (slice(3, 4, None), slice(4, 5, None))])
+    """
+    span = min(kernel_size, n)
+    first = min(max(begin - kernel_size // 2, 0), n - span)
+    last = min(max(end - 1 - kernel_size // 2, 0), n - span) + span
+    pieces = []
+    for query, key in row_pieces(n, kernel_size, offset):
+        lo, hi = max(query.start, begin), min(query.stop, end)
+        if lo >= hi:
+            continue
+        if key.stop - key.start == 1:  # one key row shared by the run (or a run of one)
+            key_lo, key_hi = key.start, key.start + 1
+        else:
+            key_lo = key.start + lo - query.start
+            key_hi = key_lo + hi - lo
+        pieces.append((slice(lo - begin, hi - begin), slice(key_lo - first, key_hi - first)))
+    return slice(first, last), pieces
