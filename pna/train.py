@@ -1,0 +1,273 @@
+"""Training: ``python -m pna.train --config NAME [--profile smoke|paper] [--set k=v ...] [--out DIR]``.
+
+Iteration-based AdamW + poly training of one table row, with periodic evaluation, atomic
+checkpoints, exact resumption (``--resume``), DDP under torchrun, and a results JSON at the end.
+Finished runs are cached by config hash under ``runs/``: training the same config again loads it.
+
+Example::
+
+    >>> from pna.configs import load_config
+    >>> cfg = load_config("voc/fcn_r50_os32_pna", "smoke")
+    >>> result = train(cfg)                     # doctest: +SKIP
+    >>> result.metrics["stages"]["P4"]["mIoU"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from pna import distributed as dist
+from pna.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
+from pna.configs import Config, config_hash, load_config
+from pna.evaluate import evaluate_model
+from pna.loader import train_batches
+from pna.optim import build_optimizer, build_scheduler
+from pna.results import provenance, write_result
+from pna.rundir import RunDir, default_run_dir
+
+
+@dataclass
+class RunResult:
+    """A finished run: where it lives, its config, the per-stage metrics, the results JSON."""
+
+    run_dir: Path
+    config: Config
+    config_hash: str
+    metrics: dict
+    record: dict
+    result_path: Path | None
+    reused: bool
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "final.pt"
+
+    def miou(self, stage: str | None = None) -> float:
+        """mIoU (fraction) of `stage` (default: the final stage)."""
+        return self.metrics["stages"][stage or self.metrics["final_stage"]]["mIoU"]
+
+
+def build_train_set(cfg: Config):
+    from pna.data import build_dataset
+    from pna.data.transforms import build_train_transform
+
+    d = cfg.data
+    transform = build_train_transform(d.crop, d.scale_range, d.flip, d.photometric)
+    return build_dataset(d.dataset, d.root, d.train_split, transform=transform, **d.options)
+
+
+def build_eval_set(cfg: Config):
+    from pna.data import build_dataset
+    from pna.data.transforms import build_eval_transform
+
+    d = cfg.data
+    return build_dataset(d.eval_dataset or d.dataset, d.root, d.eval_split,
+                         transform=build_eval_transform(d.eval_short_side), **d.options)
+
+
+def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Module:
+    from pna.models import create_model
+
+    model = create_model(cfg.model.name, num_classes, **cfg.model.overrides)
+    if dist.world_size() > 1 and cfg.train.syncbn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(device)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+class Trainer:
+    """One run of `cfg` in `run_dir` (fresh or resumed); :meth:`fit` trains, evaluates and saves."""
+
+    def __init__(self, cfg: Config, run: RunDir, device: torch.device, resume: bool, progress: bool = True):
+        self.cfg, self.run, self.device, self.progress = cfg, run, device, progress
+        self.hash = config_hash(cfg)
+        self.world = dist.world_size()
+        if cfg.train.batch_size % self.world:
+            raise ValueError(f"train.batch_size {cfg.train.batch_size} (the effective batch) is not divisible "
+                             f"by the world size {self.world}")
+        seed_everything(cfg.train.seed + dist.rank())
+        self.train_set, self.eval_set = build_train_set(cfg), build_eval_set(cfg)
+        self.model = build_model(cfg, self.train_set.num_classes, device)
+        self.net = (nn.parallel.DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
+                    if self.world > 1 else self.model)
+        from pna.models import SegmentationLoss
+        self.criterion = SegmentationLoss(ignore_index=self.train_set.ignore_index, **cfg.model.loss)
+        o = cfg.optim
+        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train.iters, o.warmup_iters, o.warmup_ratio,
+                                         o.poly_power, o.min_lr)
+        self.amp = cfg.train.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.iteration, self.elapsed = 0, 0.0
+        if resume:
+            self._load(load_checkpoint(run.last, map_location=device))
+
+    def _load(self, ckpt: dict) -> None:
+        if ckpt["config_hash"] != self.hash:
+            raise ValueError(f"{self.run.last} was written by config {ckpt['config_hash'][:10]}, not {self.hash[:10]}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if dist.rank() == 0:
+            set_rng_state(ckpt["rng"])
+        else:  # only rank 0's generators are stored; the others restart from a derived seed
+            seed_everything(self.cfg.train.seed + dist.rank() + 7919 * ckpt["iteration"])
+        self.iteration, self.elapsed = ckpt["iteration"], ckpt["elapsed_s"]
+
+    def _save_last(self) -> None:
+        if dist.is_main():
+            atomic_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                         "rng": rng_state(), "iteration": self.iteration, "elapsed_s": self.elapsed,
+                         "config": self.cfg.to_dict(), "config_hash": self.hash,
+                         "world_size": self.world}, self.run.last)
+        dist.barrier()
+
+    def _log(self, entry: dict) -> None:
+        if dist.is_main():
+            with open(self.run.log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def evaluate(self) -> dict:
+        e = self.cfg.eval
+        metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
+                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2))
+        return {"split": self.cfg.data.eval_split, **metrics}
+
+    def train_step(self, batch: dict) -> tuple[float, dict]:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            outputs = self.net(images)
+            loss, parts = self.criterion(outputs, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach().item(), {k: float(v.detach()) for k, v in parts.items()}
+
+    def fit(self) -> dict:
+        t = self.cfg.train
+        batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
+                                self.world, dist.rank(), pin_memory=self.device.type == "cuda")
+        bar = tqdm(total=t.iters, initial=self.iteration, desc=self.cfg.row, dynamic_ncols=True,
+                   disable=not (self.progress and dist.is_main()))
+        start = time.perf_counter() - self.elapsed
+        self.model.train()
+        while self.iteration < t.iters:
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss, parts = self.train_step(next(batches))
+            self.iteration += 1
+            self.elapsed = time.perf_counter() - start
+            bar.update(1)
+            if self.iteration % t.log_interval == 0 or self.iteration == t.iters:
+                loss = dist.mean_scalar(loss, self.device)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+                self._log({"type": "train", "iter": self.iteration, "loss": loss, "parts": parts, "lr": lr,
+                           "time_s": round(self.elapsed, 3)})
+            if t.eval_interval and self.iteration % t.eval_interval == 0 and self.iteration < t.iters:
+                metrics = self.evaluate()
+                self._log({"type": "eval", "iter": self.iteration,
+                           "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
+            if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
+                self._save_last()
+        bar.close()
+        metrics = self.evaluate()
+        self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
+        return metrics
+
+
+def _announce(text: str) -> None:
+    if dist.is_main():
+        print(text, flush=True)
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+          reuse: bool = True, results_dir: str | Path | None = None, write_results: bool = True,
+          progress: bool = True) -> RunResult:
+    """Train `cfg` (or load its finished run), evaluate every stage, write the results JSON.
+
+    `out_dir` defaults to ``runs/<row>-<profile>-<hash10>/``. A finished run of the same config
+    there is loaded instead of trained again when `reuse`; an interrupted one is resumed when
+    `resume` or `reuse`. Nothing finished is replaced without `overwrite`.
+    """
+    device = dist.init_from_env(cfg.train.device)
+    cfg_hash = config_hash(cfg)
+    run = RunDir(out_dir or default_run_dir(cfg.row, cfg.profile, cfg_hash))
+    action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
+    if action == "reuse":
+        record = run.record()
+        _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
+        path = write_result(record, results_dir) if write_results and dist.is_main() else None
+        return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)
+    if dist.is_main():
+        run.path.mkdir(parents=True, exist_ok=True)
+        if action == "fresh":
+            run.log.unlink(missing_ok=True)
+        atomic_write_json({"config_hash": cfg_hash, "config": cfg.to_dict()}, run.config)
+    dist.barrier()
+    _announce(f"{cfg.name} ({cfg.profile}): {'resuming' if action == 'resume' else 'training'} in {run.path}")
+    trainer = Trainer(cfg, run, device, resume=action == "resume", progress=progress)
+    metrics = trainer.fit()
+    sizes = {"train": len(trainer.train_set), "eval": len(trainer.eval_set)}
+    record = {**provenance(cfg, cfg_hash, device, trainer.world, sizes, trainer.iteration, trainer.elapsed),
+              "metrics": metrics, "run_dir": str(run.path), "log": str(run.log)}
+    path = None
+    if dist.is_main():
+        atomic_save({"model": trainer.model.state_dict(), "config": cfg.to_dict(), "config_hash": cfg_hash,
+                     "metrics": metrics, "iteration": trainer.iteration}, run.final)
+        atomic_write_json(record, run.done)
+        run.last.unlink(missing_ok=True)  # the finished run is final.pt; the resume state is no longer needed
+        path = write_result(record, results_dir, overwrite=overwrite) if write_results else None
+        if path is not None:
+            record["result_path"] = str(path)
+    dist.barrier()
+    return RunResult(run.path, cfg, cfg_hash, metrics, record, path, reused=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train one paper-table row (see pna.configs.list_configs()).")
+    parser.add_argument("--config", required=True, help='e.g. "voc/fcn_r50_os32_pna"')
+    parser.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. optim.lr=2e-4 train.iters=100")
+    parser.add_argument("--out", help="run directory (default: runs/<row>-<profile>-<hash>)")
+    parser.add_argument("--results-dir", help="where the results JSON goes (default: results/)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")
+    parser.add_argument("--no-reuse", action="store_true", help="do not load a finished run of the same config")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.profile, args.set)
+    result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
+                   results_dir=args.results_dir, progress=not args.no_progress)
+    if dist.is_main():
+        stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
+        print(f"mIoU (%): {stages}")
+        if result.result_path:
+            print(f"results: {result.result_path}")
+    dist.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
