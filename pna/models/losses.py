@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .pointrend import point_cross_entropy
 from .segmentor import upsample_to
 
 DEFAULT_STAGE_WEIGHTS = {"P0": 1.0, "P1": 0.1, "P2": 0.1, "P3": 0.1, "P4": 0.1}
@@ -15,6 +16,16 @@ DEFAULT_STAGE_WEIGHTS = {"P0": 1.0, "P1": 0.1, "P2": 0.1, "P3": 0.1, "P4": 0.1}
 # An extra output kind (e.g. PointRend's {"point_logits", "point_coords"}) brings its own loss:
 # term(output, labels, criterion) -> scalar, registered under the output's name.
 LossTerm = Callable[[Any, Tensor, "SegmentationLoss"], Tensor]
+
+
+def point_term(points: Mapping[str, Tensor], labels: Tensor, criterion: "SegmentationLoss") -> Tensor:
+    """PointRend's point loss: CE of ``points["logits"]`` (B, C, N) against the labels read (nearest)
+    at ``points["coords"]`` (B, N, 2)."""
+    return point_cross_entropy(points, labels, criterion.ignore_index)
+
+
+# Output kinds every SegmentationLoss knows (weight, term); ``extra_terms`` adds to / replaces these.
+DEFAULT_EXTRA_TERMS: dict[str, tuple[float, LossTerm]] = {"points": (1.0, point_term)}
 
 
 class SegmentationLoss(nn.Module):
@@ -42,7 +53,7 @@ class SegmentationLoss(nn.Module):
         self.weights["aux"] = aux_weight
         self.ignore_index = ignore_index
         self.hard_pixel_fraction = hard_pixel_fraction
-        self.extra_terms = dict(extra_terms or {})
+        self.extra_terms = {**DEFAULT_EXTRA_TERMS, **dict(extra_terms or {})}
         self.weights.update({name: weight for name, (weight, _) in self.extra_terms.items()})
 
     def dense_ce(self, logits: Tensor, labels: Tensor) -> Tensor:

@@ -8,11 +8,12 @@ from torch import nn
 
 from .backbones import build_backbone
 from .heads import build_aux_head, build_head
+from .pointrend import PointRend, PointRendSegmentor, fine_channels_of
 from .refine import ProgressiveRefinement
 from .segmentor import Segmentor
 from .zoo import MODELS, ModelSpec
 
-REFINE_KINDS = (None, "nam", "nam+sam")
+REFINE_KINDS = (None, "nam", "nam+sam", "pointrend")
 
 
 def list_models() -> list[str]:
@@ -42,11 +43,15 @@ def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor:
     channels = list(backbone.out_channels)
     head = build_head(spec.head, channels, num_classes, channels=spec.head_channels, **spec.head_kwargs)
     refine: nn.Module | None = None
-    if spec.refine is not None:
+    if spec.refine == "pointrend":
+        refine = PointRend(fine_channels_of(head, channels), num_classes)
+    elif spec.refine is not None:
         refine = ProgressiveRefinement(channels, num_classes, spec.embed_dims, spec.head_dim, spec.window_size,
                                        use_sam=spec.refine == "nam+sam", resize_mode=spec.resize_mode,
                                        impl=spec.na_impl)
     aux = build_aux_head("fcn", channels, num_classes, channels=spec.aux_channels) if spec.aux else None
+    if isinstance(refine, PointRend):
+        return PointRendSegmentor(backbone, head, refine, aux)
     return Segmentor(backbone, head, refine, aux)
 
 
