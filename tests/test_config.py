@@ -1,0 +1,93 @@
+"""Configs: every row loads for both profiles, the paper settings, typed overrides, the hash."""
+import json
+
+import pytest
+
+from pna.configs import (PROFILES, apply_overrides, config_from_dict, config_hash, list_configs,
+                         load_config)
+from pna.models import list_models
+
+
+def test_every_row_loads_for_both_profiles_and_names_a_registered_model():
+    names = list_configs()
+    assert {"voc/fcn_r50_os32", "voc/fcn_r50_os32_pna", "voc/fcn_r50_os32_pna_nam_w5",
+            "cityscapes/deeplabv3_r101_os8_pna", "trans10k/fpn_r50_pna"} <= set(names)
+    tables = {load_config(n).table for n in names}
+    assert tables == {f"table{i}" for i in range(1, 8)}
+    models = set(list_models())
+    for name in names:
+        for profile in PROFILES:
+            cfg = load_config(name, profile)
+            assert cfg.name == name and cfg.profile == profile
+            assert cfg.model.name in models, f"{name}: model {cfg.model.name} is not registered"
+
+
+def test_paper_profile_follows_the_spec():
+    voc = load_config("voc/fcn_r50_os32_pna", "paper")
+    assert (voc.data.dataset, voc.data.eval_dataset, voc.data.crop) == ("voc_aug", "voc", (512, 512))
+    assert (voc.train.iters, voc.train.batch_size, voc.optim.lr, voc.optim.poly_power) == (20000, 16, 1e-4, 0.9)
+    assert voc.model.overrides == {}
+    city = load_config("cityscapes/deeplabv3_r50_os8_pna", "paper")
+    assert city.data.crop == (512, 1024) and city.train.iters == 90000
+    assert city.model.loss == {"hard_pixel_fraction": 0.2}
+    assert load_config("deepglobe/fpn_r50_pna", "paper").data.crop == (508, 508)
+    assert load_config("trans10k/fpn_r50_pna", "paper").train.iters == 8000
+    assert load_config("cocostuff10k/deeplabv3_r50_os8_pna", "paper").train.iters == 40000
+    swin = load_config("voc/psp_swin_t_pna", "paper")
+    assert (swin.optim.lr, swin.optim.poly_power, swin.optim.warmup_iters) == (6e-5, 1.0, 1500)
+    assert load_config("voc/fcn_r50_os32_pna_nam_w5", "paper").model.overrides == {"window_size": 5}
+
+
+def test_smoke_profile_is_synthetic_and_small():
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke")
+    assert cfg.data.dataset == "synthetic" and cfg.data.root is None
+    assert cfg.model.overrides["backbone"] == "resnet18c"
+    assert cfg.train.iters <= 300 and cfg.train.device == "auto"
+
+
+def test_overrides_parse_by_field_type():
+    cfg = load_config("voc/fcn_r50_os32", "smoke", ["optim.lr=2e-4", "train.iters=7", "train.amp=false",
+                                                   "data.crop=(64, 32)", "data.root=/data/voc",
+                                                   "optim.clip_grad=None", "optim.clip_grad=1",
+                                                   "model.overrides.window_size=5", "data.eval_short_side=None"])
+    assert cfg.optim.lr == 2e-4 and cfg.train.iters == 7 and cfg.train.amp is False
+    assert cfg.data.crop == (64, 32) and cfg.data.root == "/data/voc" and cfg.optim.clip_grad == 1.0
+    assert cfg.model.overrides["window_size"] == 5 and cfg.data.eval_short_side is None
+    # a dict of typed values (the notebooks' way)
+    cfg = load_config("voc/fcn_r50_os32", "smoke", {"train.iters": 3, "data.crop": [48, 48]})
+    assert cfg.train.iters == 3 and cfg.data.crop == (48, 48)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1", "unknown key 'lrr' in optim"),
+    ("nothing.lr=1", "unknown key 'nothing'"),
+    ("optim.lr=fast", "optim.lr: expected float"),
+    ("train.iters=1.5", "train.iters: expected int"),
+    ("train.amp=1", "train.amp: expected bool"),
+    ("data.crop=(1, 2, 3)", "data.crop: expected a tuple of 2"),
+    ("optim=3", "optim is a section"),
+    ("optim.lr", "expected KEY=VALUE"),
+])
+def test_bad_overrides_raise_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        load_config("voc/fcn_r50_os32", "smoke", [override])
+
+
+def test_unknown_names_raise():
+    with pytest.raises(ValueError, match="unknown config"):
+        load_config("voc/nope")
+    with pytest.raises(ValueError, match="unknown profile"):
+        load_config("voc/fcn_r50_os32", "fast")
+    with pytest.raises(ValueError, match="train.iters: expected int"):
+        load_config("voc/fcn_r50_os32", "smoke", {"train.iters": "10"})
+
+
+def test_hash_is_stable_survives_json_and_ignores_execution_fields():
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke")
+    same = config_from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert config_hash(cfg) == config_hash(same) and len(config_hash(cfg)) == 64
+    assert config_hash(apply_overrides(cfg, ["train.workers=3", "train.log_interval=1"])) == config_hash(cfg)
+    assert config_hash(apply_overrides(cfg, ["optim.lr=2e-3"])) != config_hash(cfg)
+    assert config_hash(load_config("voc/fcn_r50_os32_pna", "paper")) != config_hash(cfg)
+    with pytest.raises(ValueError, match="unknown key"):
+        config_from_dict({**cfg.to_dict(), "extra": 1})
