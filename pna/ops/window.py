@@ -86,7 +86,7 @@ def chunk_row_pieces(n: int, kernel_size: int, offset: int, begin: int, end: int
 
     Example:
         >>> chunk_row_pieces(6, 3, 1, 2, 6)
-        (slice(1, 6, None), [(slice(0, 3, None), slice(1, 4, None)), (slice(3, 4, None), slice(4, 5, None))])
+        (slice(1, 6, None), [(slice(0, 3, None), slice(1, 4, None)), (slice(3, 4, None), slice(3, 4, None))])
     """
     span = min(kernel_size, n)
     first = min(max(begin - kernel_size // 2, 0), n - span)
