@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .catalog import IGNORE_INDEX, DatasetInfo
+from .transforms import build_eval_transform
 
 Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
 
@@ -125,6 +126,7 @@ class SegmentationDataset(Dataset):
         self.samples = check_pairs(samples, info.name)
         self.info = info
         self.transform = transform
+        self._default_transform = build_eval_transform()  # whole image, normalised
 
     # The label space, as attributes the rest of the project reads.
     @property
@@ -172,12 +174,10 @@ class SegmentationDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict:
-        from .transforms import build_eval_transform
-
         image, label = self.load(index)
         image_t = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         label_t = tv_tensors.Mask(torch.from_numpy(label.copy()))
-        transform = self.transform or build_eval_transform()
+        transform = self.transform or self._default_transform
         image_t, label_t = transform(image_t, label_t)
         return {
             "image": image_t.as_subclass(torch.Tensor),

@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -71,7 +72,7 @@ def _background(rng: np.random.Generator, s: int) -> np.ndarray:
     low_freq = (rng.uniform(-30, 30, size=(4, 4, 1)) + rng.uniform(-8, 8, size=(4, 4, 3))).astype(np.float32)
     shading = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(low_freq[..., c])).resize((s, s), Image.BILINEAR))
                         for c in range(3)], axis=-1)
-    return base + shading
+    return (base + shading).astype(np.float32)
 
 
 def _clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, s: int) -> None:
@@ -131,14 +132,26 @@ def _draw_object(draw: ImageDraw.ImageDraw, cls: int, value: int, rng: np.random
             draw.rectangle([x, y, x + d, y + d], fill=value)
 
 
-def _textures(rng: np.random.Generator, s: int) -> np.ndarray:
-    """Per class a multiplicative brightness pattern (classes x s x s), random phase per image."""
+@functools.lru_cache(maxsize=4)
+def _grid(s: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    return yy, xx
+
+
+def _texture(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A multiplicative brightness pattern per class (random phase per image), 1 where plain."""
+    yy, xx = _grid(label.shape[0])
     ox, oy = rng.integers(0, 8, size=2)
-    tex = np.ones((len(SYNTHETIC_CLASSES), s, s), dtype=np.float32)
-    tex[3] = 1 + 0.25 * np.sign(np.sin((xx + yy + ox) * np.pi / 3))        # blue star: diagonal hatching
-    tex[4] = 1 + 0.12 * np.sin((xx - yy + oy) * np.pi / 2)                  # yellow ring: fine ripple
-    tex[5] = np.where(((xx + ox) // 4 + (yy + oy) // 4) % 2 == 0, 1.2, 0.55)  # magenta: checkerboard
+    tex = np.ones(label.shape, dtype=np.float32)
+    patterns = {
+        3: lambda x, y: 1 + 0.25 * np.sign(np.sin((x + y + ox) * np.pi / 3)),           # star: hatching
+        4: lambda x, y: 1 + 0.12 * np.sin((x - y + oy) * np.pi / 2),                    # ring: ripple
+        5: lambda x, y: np.where(((x + ox) // 4 + (y + oy) // 4) % 2 == 0, 1.2, 0.55),  # checkerboard
+    }
+    for cls, pattern in patterns.items():
+        where = label == cls
+        if where.any():
+            tex[where] = pattern(xx[where], yy[where])
     return tex
 
 
@@ -160,10 +173,9 @@ def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     inst = np.asarray(instances)
     label = classes[inst].astype(np.uint8)
 
-    yy, xx = np.mgrid[0:s, 0:s]
-    texture = _textures(rng, s)[label, yy, xx][..., None]
+    texture = _texture(label, rng)[..., None]
     image = np.where(inst[..., None] > 0, colours[inst] * texture, background)
-    image += rng.normal(0, 9, size=image.shape)
+    image += 9 * rng.standard_normal(size=image.shape, dtype=np.float32)
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
