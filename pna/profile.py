@@ -1,0 +1,140 @@
+"""Params, GFLOPs (fvcore) and FPS of a registry model: ``python -m pna.profile MODEL --size 512 512``.
+
+Conventions (those that give the paper's Table 1): params count every parameter, the auxiliary
+head included (mmseg's convention: FCN-OS-32 is 49.5 M with the aux head, 47.1 M without);
+GFLOPs are fvcore's count on the eval-mode model (the aux head is built but not run), one
+multiply-add = one FLOP, with the neighbourhood-attention handles of ``pna.ops.flops`` registered;
+element-wise ops (ReLU, GELU, softmax, additions) are not counted by fvcore and are listed under
+``skipped_ops``. FPS: batch 1 forward passes under ``torch.no_grad`` after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import time
+from typing import Any, Sequence
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+
+from pna.models import NeighbourhoodAggregation, create_model
+from pna.ops.flops import fvcore_handles
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: torch.nn.Module, images: torch.Tensor, op_handles: bool = True) -> FlopCountAnalysis:
+    """fvcore analysis of ``model(images)`` (``op_handles=False`` leaves the NA products uncounted).
+
+    The NAMs run the "fast" op path while traced (its autograd Functions are what the handles of
+    ``pna.ops.flops`` count; the CUDA flex path would be traced into other ops).
+    """
+    nams = [m for m in model.modules() if isinstance(m, NeighbourhoodAggregation)]
+    impls = [nam.impl for nam in nams]
+    for nam in nams:
+        nam.impl = "fast"
+    try:
+        analysis = FlopCountAnalysis(model, images)
+        if op_handles:
+            analysis.set_op_handle(**fvcore_handles())
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        analysis.total()  # trace now, while the NAMs use the fast path
+    finally:
+        for nam, impl in zip(nams, impls):
+            nam.impl = impl
+    return analysis
+
+
+@torch.no_grad()
+def measure_fps(model: torch.nn.Module, images: torch.Tensor, iters: int = 10, warmup: int = 3) -> float:
+    """Forward passes per second (``images`` is one batch; cuda is synchronised around the timing)."""
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    for _ in range(warmup):
+        model(images)
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        model(images)
+    sync()
+    return iters / (time.perf_counter() - start)
+
+
+def profile_model(name: str, size: Sequence[int] = (512, 512), num_classes: int = 21, device: str = "cpu",
+                  fps_iters: int = 10, warmup: int = 3, op_handles: bool = True, **overrides: Any) -> dict:
+    """Params (M), GFLOPs and FPS of ``create_model(name, num_classes, **overrides)`` at ``size`` (H, W).
+
+    ``fps_iters=0`` skips the timing (fps is then None).
+
+    Example:
+        >>> import warnings; warnings.simplefilter("ignore")
+        >>> row = profile_model("fcn_r50_os32", (64, 64), 3, fps_iters=0, backbone="resnet18c", head_channels=16)
+        >>> row["params"] > 0 and row["gflops"] > 0
+        True
+    """
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be (height, width) with positive entries, got {tuple(size)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    model = create_model(name, num_classes, **overrides).to(device).eval()
+    images = torch.randn(1, 3, *size, device=device)
+    analysis = count_flops(model, images, op_handles)
+    flops = analysis.total()
+    by_operator = analysis.by_operator()
+    na_flops = sum(by_operator.get(op.split("::", 1)[-1], 0) for op in fvcore_handles())  # fvcore drops "prim::"
+    return {
+        "model": name,
+        "size": list(size),
+        "num_classes": num_classes,
+        "overrides": {k: v for k, v in overrides.items()},
+        "params": count_params(model),
+        "params_m": count_params(model) / 1e6,
+        "gflops": flops / 1e9,
+        "na_gflops": na_flops / 1e9,  # the neighbourhood attention products (q.k and attn.v)
+        "gflops_by_operator": {op: n / 1e9 for op, n in sorted(analysis.by_operator().items())},
+        "skipped_ops": dict(sorted(analysis.unsupported_ops().items())),
+        "fps": measure_fps(model, images, fps_iters, warmup) if fps_iters > 0 else None,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+    }
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"window_size=7"`` -> ("window_size", 7); values are Python literals or plain strings."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m pna.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a registry name, see pna.models.list_models()")
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--num-classes", type=int, default=21)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--fps-iters", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="model override, e.g. --set window_size=7 --set backbone=resnet18c")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    row = profile_model(args.model, args.size, args.num_classes, args.device, args.fps_iters, args.warmup,
+                        **dict(args.set))
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        fps = "n/a" if row["fps"] is None else f"{row['fps']:.2f}"
+        print(f"{row['model']} @ {row['size'][0]}x{row['size'][1]}, {row['num_classes']} classes, {row['device']}")
+        print(f"  params {row['params_m']:.2f} M   GFLOPs {row['gflops']:.2f}   FPS {fps}")
+        print(f"  not counted by fvcore: {row['skipped_ops']}")
+    return row
+
+
+if __name__ == "__main__":
+    main()
