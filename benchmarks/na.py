@@ -73,8 +73,9 @@ def worker(impl: str, stage: str, repeats: int) -> dict:
     heads = channels // HEAD_DIM
     shape = (BATCH, heads, size, size, HEAD_DIM)
     copy_mb = BATCH * channels * size * size * KERNEL**2 * 4 / 2**20  # one L*L copy of K (or V)
-    if impl != "fast" and 4.5 * copy_mb > 0.8 * _available_mb():
-        return {"status": f"skipped: needs ~{4.5 * copy_mb / 1024:.1f} GB, {_available_mb() / 1024:.1f} GB free"}
+    need_mb = 3.7 * copy_mb  # measured peak of the gathering impls: 3.2-3.6 copies
+    if impl != "fast" and need_mb > 0.85 * _available_mb():  # do not push a shared machine into OOM
+        return {"status": f"skipped: needs ~{need_mb / 1024:.1f} GB, {_available_mb() / 1024:.1f} GB free"}
     inputs = [torch.randn(shape).requires_grad_() for _ in range(3)]
     inputs[0].data.mul_(HEAD_DIM**-0.5)
     rpb = (0.02 * torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1)).requires_grad_()
