@@ -120,6 +120,13 @@ class SegmentationDataset(Dataset):
     Items are ``{"image": float 3xHxW (ImageNet-normalised), "label": long HxW (255 = ignore),
     "id": str}``. ``transform(image, mask)`` gets a uint8 ``tv_tensors.Image`` and a uint8
     ``tv_tensors.Mask`` and returns them transformed (see :mod:`pna.data.transforms`).
+
+    Example:
+        >>> import tempfile
+        >>> from pna.data import build_dataset
+        >>> ds = build_dataset("synthetic", tempfile.mkdtemp(), "train", num_train=2, num_val=1, size=64)
+        >>> ds.num_classes, ds.eval_classes[:3], ds.ignore_index, ds[1]["id"]
+        (7, [0, 1, 2], 255, 'train_000001')
     """
 
     def __init__(self, samples: Sequence[Sample], info: DatasetInfo, transform: Transform | None = None):
