@@ -83,7 +83,11 @@ def train_batches(dataset: Dataset, batch_per_rank: int, seed: int, start_iter: 
     epoch, offset = divmod(start_iter, per_epoch)
     while True:
         batches = epoch_batches(len(dataset), batch_per_rank, epoch, seed, world_size, rank)[offset:]
-        yield from DataLoader(items, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
+        # Its own generator: creating a loader draws a worker base seed, which must not come from
+        # the global RNG (a resumed run creates one loader more than an uninterrupted run).
+        generator = torch.Generator().manual_seed(seed + epoch)
+        yield from DataLoader(items, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                              generator=generator)
         epoch, offset = epoch + 1, 0
 
 
