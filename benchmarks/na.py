@@ -9,6 +9,7 @@ inputs were made. Writes ``results/benchmarks/na_cpu.csv``.
 
     python benchmarks/na.py            # 3 timed repeats
     python benchmarks/na.py --quick    # 1 timed repeat
+    python benchmarks/na.py --stages res2 --impls naive_unfold --update   # re-measure some rows
 """
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=CSV_PATH)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of --out that this run does not measure (same impl and stage)")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "STAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
@@ -135,7 +138,14 @@ def main() -> None:
             print(f"{impl:>13} {stage:>5} {row['heads']:>5} {f'{size}x{size}':>8} {row['fwd_bwd_ms']!s:>11} "
                   f"{row['peak_mem_mb']!s:>9}  {row['status']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.exists():
+    if args.out.exists() and args.update:
+        measured = {(row["impl"], row["stage"]) for row in rows}
+        with args.out.open(newline="") as f:
+            kept = [row for row in csv.DictReader(f) if (row["impl"], row["stage"]) not in measured]
+        order = {stage: i for i, stage in enumerate(STAGES)}
+        rows = sorted(kept + rows, key=lambda row: order[row["stage"]])
+        print(f"updating {args.out} (kept {len(kept)} earlier rows)")
+    elif args.out.exists():
         print(f"replacing the previous {args.out}")
     with args.out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
