@@ -1,0 +1,91 @@
+"""Results JSONs: provenance fields, atomic writes that keep other configs' results, paper numbers."""
+import json
+
+import pandas as pd
+import pytest
+
+from pna.configs import apply_overrides, config_hash, load_config
+from pna.results import (load_paper_numbers, load_results, ours_beside_paper, provenance, result_path,
+                         write_result)
+
+PROVENANCE = {"config", "config_hash", "config_name", "profile", "seed", "git_commit", "git_dirty", "torch",
+              "device", "device_name", "world_size", "effective_batch", "dataset_sizes", "iterations",
+              "wall_time_s"}
+
+
+def _record(cfg, stages: dict[str, float], split: str = "val") -> dict:
+    metrics = {"split": split, "final_stage": list(stages)[-1], "mIoU": list(stages.values())[-1],
+               "stages": {k: {"mIoU": v, "pixel_accuracy": 0.9, "per_class_iou": {"a": v}} for k, v in stages.items()}}
+    return {**provenance(cfg, config_hash(cfg), "cpu", 1, {"train": 8, "eval": 2}, 5, 1.5), "metrics": metrics}
+
+
+def test_provenance_fields_are_present(tmp_path):
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke")
+    record = _record(cfg, {"P0": 0.5, "P4": 0.6})
+    assert PROVENANCE <= set(record)
+    assert record["config_hash"] == config_hash(cfg) and record["effective_batch"] == cfg.train.batch_size
+    assert record["git_commit"] is None or len(record["git_commit"]) == 40
+    path = write_result(record, tmp_path)
+    assert path == tmp_path / "table1" / "fcn_r50_os32_pna.smoke.json" == result_path("table1", "fcn_r50_os32_pna", "smoke", tmp_path)
+    saved = json.loads(path.read_text())
+    assert PROVENANCE <= set(saved) and saved["metrics"]["stages"]["P4"]["mIoU"] == 0.6
+    assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_a_result_of_another_config_is_not_overwritten(tmp_path):
+    cfg = load_config("voc/fcn_r50_os32", "smoke")
+    write_result(_record(cfg, {"P0": 0.5}), tmp_path)
+    write_result(_record(cfg, {"P0": 0.55}), tmp_path)  # the same config again: replaced
+    other = apply_overrides(cfg, ["optim.lr=0.5"])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_result(_record(other, {"P0": 0.1}), tmp_path)
+    assert load_results(root=tmp_path)["mIoU"].tolist() == pytest.approx([55.0])
+    write_result(_record(other, {"P0": 0.1}), tmp_path, overwrite=True)
+    assert load_results(root=tmp_path)["mIoU"].tolist() == pytest.approx([10.0])
+
+
+def test_paper_numbers_transcribe_tables_1_to_7():
+    paper = load_paper_numbers()
+    assert set(paper.columns) >= {"table", "method", "backbone", "dataset", "split", "column", "value", "row"}
+    counts = paper.groupby("table").size().to_dict()
+    assert counts == {"table1": 30, "table2": 4, "table3": 23, "table4": 15, "table5": 6, "table6": 9, "table7": 4}
+
+    def value(table, method, column="mIoU", split=None):
+        rows = paper[(paper.table == table) & (paper.method == method) & (paper.column == column)]
+        rows = rows if split is None else rows[rows.split == split]
+        assert len(rows) == 1, (table, method, column, split)
+        return float(rows.value.iloc[0])
+
+    assert [value("table1", "FCN-OS-32 + Ours (NAM + SAM)", f"P{k}") for k in range(5)] == [68.4, 73.0, 77.2, 78.2, 78.6]
+    assert value("table1", "FCN-OS-8", "GFLOPs") == 197.7 and value("table1", "FCN-OS-32 + Ours (NAM)", "FPS") == 34.5
+    assert value("table2", "FCN-OS-32 + Ours (NAM), window 11") == 76.9
+    assert value("table4", "FaPN + PointRend") == 80.1
+    assert value("table6", "FPN + PNA (ours)", split="val") == 90.7
+    assert value("table6", "FPN + PNA (ours)", split="test") == 91.0
+    assert value("table7", "DeeplabV3 + PNA (ours)") == 37.0
+    # every row we map onto is a config we can train
+    from pna.configs import list_configs
+    names = {n.split("/", 1)[1] for n in list_configs()}
+    assert set(paper.row.dropna()) <= names
+
+
+def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
+    smoke = load_config("voc/fcn_r50_os32_pna", "smoke")
+    write_result(_record(smoke, {"P0": 0.5, "P1": 0.55, "P2": 0.6, "P3": 0.62, "P4": 0.65}), tmp_path)
+    trans = load_config("trans10k/fpn_r50_pna", "smoke")
+    write_result(_record(trans, {"P0": 0.7, "P4": 0.8}, split="test"), tmp_path)
+    table = ours_beside_paper(load_results(root=tmp_path))
+    t1 = table[table.table == "table1"].set_index("column")
+    assert t1.loc["P4", "paper"] == 78.6 and t1.loc["P4", "ours"] == pytest.approx(65.0)
+    assert t1.loc["P0", "diff"] == pytest.approx(50.0 - 68.4)
+    t6 = table[table.table == "table6"]
+    assert t6.split.tolist() == ["test"] and t6.paper.tolist() == [91.0]  # not paired with the val number
+    paper_cfg = load_config("voc/fcn_r50_os32", "paper")
+    write_result(_record(paper_cfg, {"P0": 0.6}), tmp_path)
+    mixed = load_results(root=tmp_path)
+    assert set(mixed.profile) == {"smoke", "paper"}
+    with pytest.raises(ValueError, match="several profiles"):
+        ours_beside_paper(mixed)
+    only_paper = ours_beside_paper(load_results(profile="paper", root=tmp_path))
+    assert only_paper[["row", "column", "paper"]].values.tolist() == [["fcn_r50_os32", "P0", 67.1]]
+    assert isinstance(only_paper, pd.DataFrame)
