@@ -24,7 +24,7 @@ PAPER = {
     "fcn_r50_os32_pna": ("FCN-OS-32 + NAM + SAM", 65.9, 41.6, 27.9),
 }
 COLUMNS = ["model", "paper_name", "size", "params_m", "paper_params_m", "params_diff_pct", "gflops",
-           "gflops_without_na", "paper_gflops", "gflops_diff_pct", "fps", "paper_fps_3090", "device",
+           "gflops_without_na", "paper_gflops", "gflops_diff_pct", "fps", "paper_fps_3090", "device", "load_avg_1min",
            "skipped_ops"]
 
 
@@ -42,7 +42,7 @@ def profile_row(name: str, size: tuple[int, int], device: str, fps_iters: int, w
         "gflops": round(row["gflops"], 3), "gflops_without_na": round(row["gflops"] - row["na_gflops"], 3),
         "paper_gflops": paper_gflops, "gflops_diff_pct": pct(row["gflops"], paper_gflops),
         "fps": None if row["fps"] is None else round(row["fps"], 3), "paper_fps_3090": paper_fps,
-        "device": row["device"], "skipped_ops": " ".join(f"{op}:{n}" for op, n in row["skipped_ops"].items()),
+        "device": row["device"], "load_avg_1min": round(row["load_avg_1min"], 2), "skipped_ops": " ".join(f"{op}:{n}" for op, n in row["skipped_ops"].items()),
     }
 
 
