@@ -76,3 +76,46 @@ def broadcast_object(obj):
 def cleanup() -> None:
     if is_initialized():
         dist.destroy_process_group()
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the batch of every process (CPU and gloo too).
+
+    torch's SyncBatchNorm refuses CPU modules under DDP; this one all-reduces the per-channel sum,
+    sum of squares and count with autograd (torch.distributed.nn), so gradients flow through the
+    shared statistics as in SyncBatchNorm. Same parameters and buffers as BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_initialized() and world_size() > 1):
+            return super().forward(x)
+        import warnings
+
+        from torch.distributed.nn.functional import all_reduce  # differentiable, in torch 2.11 too
+
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            stats = all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        channels = x.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * total / (total - 1).clamp(min=1), momentum)
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        return y * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else y
+
+
+def convert_sync_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """torch's SyncBatchNorm on CUDA; :class:`GlobalBatchNorm2d` in place of BatchNorm2d on CPU."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for layer in module.modules():
+        if type(layer) is torch.nn.BatchNorm2d:
+            layer.__class__ = GlobalBatchNorm2d
+    return module

@@ -80,7 +80,7 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
 
     model = create_model(cfg.model.name, num_classes, **cfg.model.overrides)
     if dist.world_size() > 1 and cfg.train.syncbn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, device)
     return model.to(device)
 
 

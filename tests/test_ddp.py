@@ -1,0 +1,96 @@
+"""DDP: 2 CPU processes (gloo) with batch 2 each train like 1 process with batch 4.
+
+Why they can be compared at all: the loader gives rank r every 2nd sample of the single-process
+batch (pna.loader), SyncBatchNorm normalises over both ranks' samples like BatchNorm over the
+whole batch, and DDP averages the two ranks' gradients, which equals the single-process gradient
+when every rank's loss averages the same number of pixels (here: no ignored pixels, scale 1, no
+padding). Dropout is switched off in both runs: its masks are drawn per process, so 1 and 2
+processes cannot draw the same ones. What is left is floating-point summation order (convolution and all-reduce), ~1e-7
+relative per step.
+
+Tolerance: AdamW's update is lr * m / (sqrt(v) + eps), about lr in size whatever the gradient, so
+a rounding-level gradient difference can at worst flip the update of a near-zero-gradient weight,
+moving it by up to ~2 lr per step. After 3 steps at lr 1e-3 a parameter can thus differ by at most
+~6e-3, while a wrong data split or missing gradient averaging moves most weights by ~lr every
+step. We therefore require (a) every parameter within 6e-3, (b) the bulk (99%) of all parameter
+entries within 1e-5, and (c) the per-stage mIoU within 2 points.
+"""
+import json
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+from pna.checkpoint import load_checkpoint
+from pna.configs import load_config
+from pna.train import train
+
+ITERS, LR = 3, 1e-3
+
+
+def _overrides(cache: Path) -> list[str]:
+    return [
+        f"data.root={cache}", "data.options={'num_train': 16, 'num_val': 4, 'size': 32, 'seed': 0}",
+        "data.crop=(32, 32)", "data.scale_range=(1.0, 1.0)", "data.photometric=False",
+        f"train.iters={ITERS}", "train.batch_size=4", "train.checkpoint_interval=0", "train.log_interval=1",
+        "train.eval_interval=0", "train.syncbn=True", "train.device=cpu", "eval.batch_size=2",
+        f"optim.lr={LR}", "optim.warmup_iters=0",
+        "model.overrides.embed_dims=(32, 32, 32, 32)", "model.overrides.head_channels=16",
+        "model.overrides.aux_channels=16", "model.overrides.window_size=3",
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _no_dropout() -> None:
+    for cls in (torch.nn.Dropout, torch.nn.Dropout2d):
+        cls.forward = lambda self, x: x
+
+
+def _worker(rank: int, world: int, port: int, cache: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    _no_dropout()
+    import warnings
+    warnings.simplefilter("ignore")
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke", _overrides(Path(cache)))
+    train(cfg, out_dir=out, write_results=False, progress=False)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_effective_batch(tmp_path, monkeypatch):
+    for cls in (torch.nn.Dropout, torch.nn.Dropout2d):
+        monkeypatch.setattr(cls, "forward", lambda self, x: x)
+    cache = tmp_path / "synthetic"
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke", _overrides(cache))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = train(cfg, out_dir=tmp_path / "single", write_results=False, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    mp.spawn(_worker, args=(2, _free_port(), str(cache), str(tmp_path / "ddp")), nprocs=2, join=True)
+
+    ddp_done = load_checkpoint(tmp_path / "ddp" / "final.pt")
+    record = json.loads((tmp_path / "ddp" / "done.json").read_text())
+    assert record["world_size"] == 2 and record["effective_batch"] == 4 and record["batch_per_process"] == 2
+    a, b = single_state(tmp_path / "single"), ddp_done["model"]
+    assert set(a) == set(b)  # SyncBN was converted back into the same state-dict keys
+    diffs = torch.cat([(a[k].double() - b[k].double()).abs().flatten() for k in a if a[k].is_floating_point()])
+    worst = sorted(((float((a[k].double() - b[k].double()).abs().max()), k) for k in a if a[k].is_floating_point()),
+                   reverse=True)[:5]
+    assert diffs.max() <= 2 * ITERS * LR, f"max parameter difference {diffs.max():.2e}: {worst}"
+    assert torch.quantile(diffs.float(), 0.99) <= 1e-5, f"99th percentile difference {torch.quantile(diffs.float(), 0.99):.2e}"
+    for stage, metrics in single.metrics["stages"].items():
+        assert abs(metrics["mIoU"] - record["metrics"]["stages"][stage]["mIoU"]) <= 0.02
+
+
+def single_state(run: Path) -> dict:
+    return load_checkpoint(run / "final.pt")["model"]
