@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 
 from .na2d_cpu import na2d_attn_fast, na2d_fast
+from .na2d_dense import fits_dense, na2d_attn_dense, na2d_dense
 from .na2d_flex import na2d_flex
 from .na2d_reference import na2d_attn_reference, na2d_reference
 
-IMPLS = ("auto", "reference", "fast", "flex")
+IMPLS = ("auto", "reference", "fast", "dense", "flex")
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.Tensor, kernel_size: int) -> None:
@@ -46,11 +47,14 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.
         raise ValueError(f"q, k, v and rpb must be floating point, got {q.dtype}")
 
 
-def _resolve(impl: str, device: torch.device, allowed: tuple[str, ...]) -> str:
+def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...]) -> str:
     if impl not in allowed:
         raise ValueError(f"impl must be one of {allowed}, got {impl!r}")
     if impl == "auto":
-        return "flex" if device.type == "cuda" and "flex" in allowed else "fast"
+        if q.device.type == "cuda" and "flex" in allowed:
+            return "flex"
+        # Small maps: one matmul beats the fast path's per-slot loop of tiny ops.
+        return "dense" if fits_dense(q) else "fast"
     return impl
 
 
@@ -61,7 +65,8 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         q, k: ``(B, heads, H, W, dim)``; q is used as given (scale it beforehand).
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``.
-        impl: ``"auto"`` (= ``"fast"``: flex does not expose the weights), ``"reference"`` or ``"fast"``.
+        impl: ``"auto"`` (``"dense"`` on small maps, else ``"fast"``; flex does not expose the
+            weights), ``"reference"``, ``"fast"`` or ``"dense"``.
 
     Returns:
         ``(B, heads, H, W, Lh * Lw)`` with ``Lh = min(L, H)``, ``Lw = min(L, W)``; slot
@@ -73,9 +78,9 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         torch.Size([2, 3, 8, 8, 49])
     """
     _check(q, k, None, rpb, kernel_size)
-    impl = _resolve(impl, q.device, ("auto", "reference", "fast"))
-    attn_fn = na2d_attn_reference if impl == "reference" else na2d_attn_fast
-    return attn_fn(q, k, rpb, kernel_size)
+    impl = _resolve(impl, q, ("auto", "reference", "fast", "dense"))
+    paths = {"reference": na2d_attn_reference, "fast": na2d_attn_fast, "dense": na2d_attn_dense}
+    return paths[impl](q, k, rpb, kernel_size)
 
 
 def na2d(
@@ -87,7 +92,8 @@ def na2d(
         q, k: ``(B, heads, H, W, dim)``; v: ``(B, heads, H, W, dim_v)``; q is used as given.
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``; maps smaller than ``L`` attend to the whole axis.
-        impl: ``"auto"`` (flex on CUDA, fast elsewhere), ``"reference"``, ``"fast"`` or ``"flex"``.
+        impl: ``"auto"`` (flex on CUDA; elsewhere dense on small maps, fast otherwise),
+            ``"reference"``, ``"fast"``, ``"dense"`` (small maps) or ``"flex"``.
 
     Returns:
         ``(B, heads, H, W, dim_v)``.
@@ -98,6 +104,6 @@ def na2d(
         torch.Size([2, 3, 8, 8, 16])
     """
     _check(q, k, v, rpb, kernel_size)
-    impl = _resolve(impl, q.device, IMPLS)
-    paths = {"reference": na2d_reference, "fast": na2d_fast, "flex": na2d_flex}
+    impl = _resolve(impl, q, IMPLS)
+    paths = {"reference": na2d_reference, "fast": na2d_fast, "dense": na2d_dense, "flex": na2d_flex}
     return paths[impl](q, k, v, rpb, kernel_size)
