@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -140,3 +141,73 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[int] = (512, 512),
+                  device: str = "cpu", fps_iters: int = 3, num_classes: int | None = None):
+    """Params / GFLOPs / FPS of the paper-scale model of each row of a paper table, beside the
+    paper's figures (``results/paper_numbers.csv``), as a pandas DataFrame.
+
+    Rows default to those of ``table`` for which the paper prints a cost; ``num_classes`` defaults
+    to the table's dataset (21 for VOC). ``scripts/profile_table1.py`` writes it to
+    ``results/profile/table1.csv``; :func:`load_cost_table` reads that file back.
+    """
+    import pandas as pd
+
+    from pna.configs import ROWS
+    from pna.data import info
+    from pna.results import load_paper_numbers
+
+    paper = load_paper_numbers()
+    paper = paper[(paper["table"] == table) & paper["column"].isin(["params", "GFLOPs", "FPS"])]
+    specs = {row.name: row for row in ROWS.values() if row.table == table}
+    rows = list(rows) if rows is not None else [r for r in specs if r in set(paper["row"].dropna())]
+    unknown = [r for r in rows if r not in specs]
+    if unknown:
+        raise ValueError(f"{table} has no rows {unknown}; its rows are {list(specs)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    lines = []
+    for name in rows:
+        spec = specs[name]
+        classes = num_classes or info(PAPER_DATASET.get(spec.dataset, spec.dataset)).num_classes
+        measured = profile_model(spec.model, size, classes, device, fps_iters=fps_iters,
+                                 warmup=min(3, fps_iters), **spec.overrides)
+        theirs = paper[paper["row"] == name].set_index("column")["value"]
+        line = {"model": name, "size": f"{size[0]}x{size[1]}", "num_classes": classes,
+                "params_m": round(measured["params_m"], 3), "paper_params_m": theirs.get("params"),
+                "gflops": round(measured["gflops"], 3),
+                "gflops_without_na": round(measured["gflops"] - measured["na_gflops"], 3),
+                "paper_gflops": theirs.get("GFLOPs"),
+                "fps": None if measured["fps"] is None else round(measured["fps"], 3),
+                "paper_fps_3090": theirs.get("FPS"), "device": measured["device"],
+                "load_avg_1min": measured.get("load_avg_1min"),
+                "skipped_ops": " ".join(f"{op}:{n}" for op, n in measured["skipped_ops"].items())}
+        for ours, key in (("params_m", "paper_params_m"), ("gflops", "paper_gflops")):
+            line[f"{ours.split('_')[0]}_diff_pct"] = (
+                None if line[key] is None else round(100 * (line[ours] - line[key]) / line[key], 2))
+        lines.append(line)
+        print(f"{name}: {line['params_m']:.2f} M params (paper {line['paper_params_m']}), "
+              f"{line['gflops']:.2f} GFLOPs (paper {line['paper_gflops']}), FPS {line['fps']} on {line['device']}",
+              flush=True)
+    return pd.DataFrame(lines)
+
+
+def load_cost_table(table: str, root: str | Path | None = None):
+    """The committed cost measurements of a table (``<results>/profile/<table>.csv``), falling back
+    to the repository's copy when ``root`` (e.g. a scratch results folder) has none."""
+    import pandas as pd
+
+    from pna.paths import REPO_ROOT, results_dir
+
+    for folder in (Path(root or results_dir()), REPO_ROOT / "results"):
+        path = folder / "profile" / f"{table}.csv"
+        if path.is_file():
+            return pd.read_csv(path)
+    raise FileNotFoundError(f"no profile/{table}.csv under {root or results_dir()} or {REPO_ROOT / 'results'}; "
+                            f"run scripts/profile_{table}.py")
+
+
+# Config dataset key -> the pna.data name whose classes the paper-scale model predicts.
+PAPER_DATASET = {"voc": "voc", "cityscapes": "cityscapes", "deepglobe": "deepglobe",
+                 "trans10k": "trans10k", "cocostuff10k": "cocostuff10k"}

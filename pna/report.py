@@ -28,7 +28,7 @@ import torch
 from pna.paths import results_dir
 from pna.results import load_paper_numbers, load_results, ours_beside_paper
 
-COST_COLUMNS = ("params", "GFLOPs", "FPS")
+COST_COLUMNS = {"params_m": "params", "gflops": "GFLOPs", "fps": "FPS"}  # profile CSV -> paper column
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
@@ -43,14 +43,16 @@ def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines)
 
 
-def _cost_measurements(table: str, profile_root: Path) -> pd.DataFrame:
-    """Params / GFLOPs / FPS we measured (``results/profile/<table>.csv``), long format."""
-    path = profile_root / f"{table}.csv"
-    if not path.is_file():
+def _cost_measurements(table: str, root: Path) -> pd.DataFrame:
+    """Params / GFLOPs / FPS we measured (``profile/<table>.csv``, see pna.profile), long format."""
+    from pna.profile import load_cost_table
+
+    try:
+        wide = load_cost_table(table, root)
+    except FileNotFoundError:
         return pd.DataFrame(columns=["row", "column", "ours"])
-    wide = pd.read_csv(path)
-    present = [c for c in COST_COLUMNS if c in wide.columns]
-    return wide.melt(id_vars=["row"], value_vars=present, var_name="column", value_name="ours")
+    wide = wide.rename(columns={"model": "row", **COST_COLUMNS})
+    return wide.melt(id_vars=["row"], value_vars=list(COST_COLUMNS.values()), var_name="column", value_name="ours")
 
 
 def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd.DataFrame:
@@ -63,7 +65,7 @@ def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd
     merged = ours_beside_paper(ours, paper) if len(ours) else pd.DataFrame(columns=["method", "backbone", "split", "column", "ours"])
     keys = ["method", "backbone", "split", "column"]
     frame = paper.merge(merged[keys + ["ours"]], on=keys, how="left")
-    cost = _cost_measurements(table, root / "profile")
+    cost = _cost_measurements(table, root)
     if len(cost):
         frame = frame.merge(cost.rename(columns={"ours": "ours_cost"}), on=["row", "column"], how="left")
         frame["ours"] = frame["ours"].fillna(frame.pop("ours_cost"))
