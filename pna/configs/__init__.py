@@ -28,7 +28,7 @@ PROFILES = ("smoke", "paper")
 
 # The smoke backbone and refinement widths: small enough for ~50 s of CPU training per model.
 SMOKE_MODEL = {"backbone": "resnet18c", "embed_dims": (64, 64, 32, 32), "head_channels": 64,
-               "pretrained": None}
+               "aux_channels": 64, "pretrained": None}
 SMOKE_SYNTHETIC = {"num_train": 512, "num_val": 64, "size": 96, "seed": 0}
 
 __all__ = [
@@ -71,14 +71,14 @@ def _smoke(row: Row) -> Config:
     overrides = {**SMOKE_MODEL, **row.overrides}
     return Config(
         name=row.config_name, table=row.table, row=row.name, profile="smoke",
-        data=DataConfig(dataset="synthetic", root=None, crop=(80, 80), scale_range=(0.75, 1.25),
+        data=DataConfig(dataset="synthetic", root=None, crop=(64, 64), scale_range=(0.75, 1.25),
                         flip=True, photometric=False, eval_short_side=None,
                         options=dict(SMOKE_SYNTHETIC)),
         model=ModelConfig(name=row.model, overrides=overrides, loss={}),
         optim=OptimConfig(lr=1e-3, weight_decay=0.01, warmup_iters=20, warmup_ratio=0.01, poly_power=0.9),
-        train=TrainConfig(iters=200, batch_size=8, eval_interval=0, checkpoint_interval=100,
+        train=TrainConfig(iters=160, batch_size=8, eval_interval=0, checkpoint_interval=100,
                           log_interval=10, seed=0, amp=False, workers=0, syncbn=True),
-        eval=EvalConfig(mode="whole", crop=(64, 64), stride=(48, 48)),
+        eval=EvalConfig(mode="whole", crop=(64, 64), stride=(48, 48), batch_size=16),
     )
 
 
