@@ -216,7 +216,9 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     run = RunDir(out_dir or default_run_dir(cfg.row, cfg.profile, cfg_hash))
     action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
     if action == "reuse":
-        record = run.record()
+        # The same training may have been asked for by another table's row (same hash): the
+        # results JSON carries the labels of this request.
+        record = {**run.record(), "config": cfg.to_dict()}
         _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
         path = write_result(record, results_dir) if write_results and dist.is_main() else None
         return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)

@@ -41,7 +41,7 @@ def test_paper_profile_follows_the_spec():
 def test_smoke_profile_is_synthetic_and_small():
     cfg = load_config("voc/fcn_r50_os32_pna", "smoke")
     assert cfg.data.dataset == "synthetic" and cfg.data.root is None
-    assert cfg.model.overrides["backbone"] == "resnet18c"
+    assert cfg.model.overrides["backbone"] == "resnet10c_half"
     assert cfg.train.iters <= 300 and cfg.train.device == "auto"
 
 

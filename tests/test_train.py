@@ -167,3 +167,15 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(cache, tmp_path):
     # the resumed run's log continues the interrupted one: every iteration logged, some twice
     iters = [json.loads(line)["iter"] for line in (killed_dir / "log.jsonl").read_text().splitlines()]
     assert set(range(1, 13)) <= set(iters)
+
+
+def test_rows_of_two_tables_that_train_the_same_thing_share_one_run(cache, isolated):
+    # Table 4's and Table 7's smoke DeepLabV3 differ only in their labels.
+    overrides = tiny_overrides(cache, iters=2)
+    first = train(load_config("cityscapes/deeplabv3_r50_os8", "smoke", overrides), progress=False)
+    second = train(load_config("cocostuff10k/deeplabv3_r50_os8", "smoke", overrides), progress=False)
+    assert not first.reused and second.reused and second.run_dir == first.run_dir
+    assert second.metrics == first.metrics
+    written = json.loads(second.result_path.read_text())
+    assert second.result_path.parent.name == "table7" and written["config"]["table"] == "table7"
+    assert json.loads(first.result_path.read_text())["config"]["table"] == "table4"

@@ -27,7 +27,7 @@ from pna.configs.schema import (
 PROFILES = ("smoke", "paper")
 
 # The smoke backbone and refinement widths: small enough for ~50 s of CPU training per model.
-SMOKE_MODEL = {"backbone": "resnet18c", "embed_dims": (64, 64, 32, 32), "head_channels": 64,
+SMOKE_MODEL = {"backbone": "resnet10c_half", "embed_dims": (64, 64, 32, 32), "head_channels": 64,
                "aux_channels": 64, "pretrained": None}
 SMOKE_SYNTHETIC = {"num_train": 512, "num_val": 64, "size": 96, "seed": 0}
 

@@ -111,13 +111,19 @@ class Config:
 # Fields that change how a run executes but not what it computes; left out of the hash so that
 # a trained model is shared whatever the number of loader workers or the logging cadence.
 _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device")}
+# Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
+# DeepLabV3, say) share one hash, so the run is trained once and reused by both.
+_LABELS = ("name", "table", "row")
 
 
 def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the config (sorted keys, execution-only fields dropped)."""
+    """sha256 of the canonical JSON of the config (sorted keys; execution-only fields and the
+    table/row labels dropped)."""
     data = cfg.to_dict()
     for section, key in _NOT_HASHED:
         data[section].pop(key, None)
+    for label in _LABELS:
+        data.pop(label, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -15,11 +15,13 @@ import timm
 import torch
 from torch import Tensor, nn
 
-# name -> (timm model name, extra timm kwargs). resnet18c is a small stand-in for CPU smoke runs.
+# name -> (timm model name, extra timm kwargs). resnet18c and resnet10c_half (one block per stage,
+# half width: 16-16-32 deep stem, 32..256 channels) are small stand-ins for CPU smoke runs.
 RESNETS: dict[str, tuple[str, dict]] = {
     "resnet50c": ("resnet50c", {}),
     "resnet101c": ("resnet101c", {}),
     "resnet18c": ("resnet18", {"stem_type": "deep", "stem_width": 32}),
+    "resnet10c_half": ("resnet10t", {"stem_type": "deep", "stem_width": 16, "channels": (32, 64, 128, 256)}),
 }
 VALID_OUTPUT_STRIDES = (8, 16, 32)
 
