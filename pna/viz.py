@@ -79,8 +79,9 @@ def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]]
 def window_origin(index: int, length: int, kernel_size: int) -> int:
     """First row (or column) of the clamped neighbourhood window of ``index`` along an axis of
     ``length``: windows shift inward at the borders instead of being zero padded (NATTEN)."""
-    window = min(kernel_size, length)
-    return min(max(index - window // 2, 0), length - window)
+    from pna.ops.window import window_starts
+
+    return int(window_starts(length, kernel_size)[index])
 
 
 def neighbourhood_map(attn: torch.Tensor, pixel: tuple[int, int], kernel_size: int) -> torch.Tensor:

@@ -4,22 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Sequential:
-    """Conv (no bias, the BN has one) -> BatchNorm -> ReLU, 'same' padding."""
-    padding = kernel_size // 2 * dilation
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
-
-
-class Classifier(nn.Sequential):
-    """Dropout2d then a 1x1 conv to class logits (the last layer of every coarse head)."""
-
-    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
-        super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), nn.Conv2d(channels, num_classes, 1))
+from ._common import Classifier, conv_bn_relu
 
 
 class FCNHead(nn.Module):
