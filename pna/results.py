@@ -131,7 +131,9 @@ def load_paper_numbers(path: Path = PAPER_NUMBERS) -> pd.DataFrame:
 def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our mIoU next to the paper's for every row both have, with ``diff = ours - paper`` (points).
 
-    A paper column ``P0..P4`` pairs with that stage of ours, ``mIoU`` with our final stage.
+    A paper column ``P0..P4`` pairs with that stage of ours, ``mIoU`` with our final stage. Table 1
+    prints the single mIoU of a model without PNA stages in its P0 column: where a paper row has P0
+    but no P1..P4, P0 pairs with our final stage (for PointRend that is the refined prediction).
     `ours` must hold a single profile: smoke numbers (synthetic data) and paper-profile numbers
     mean different things and are never put in one table.
     """
@@ -140,11 +142,16 @@ def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> 
         raise ValueError(f"results of several profiles {profiles}; select one, e.g. load_results(profile='paper')")
     paper = load_paper_numbers() if paper is None else paper
     paper = paper[paper["row"].notna() & paper["column"].str.match(r"^(P\d|mIoU)$")]
+    staged = paper.loc[paper["column"].str.match(r"^P[1-4]$"), ["table", "row"]].drop_duplicates()
+    has_stages = pd.MultiIndex.from_frame(paper[["table", "row"]]).isin(pd.MultiIndex.from_frame(staged))
+    single = (paper["column"] == "P0").to_numpy() & ~has_stages
+    paper = paper.assign(pair=paper["column"].where(~single, "mIoU"))
     ours = ours.assign(column=ours["stage"])
     final = ours[ours["is_final"]].assign(column="mIoU")
     ours = pd.concat([ours, final], ignore_index=True)
-    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations"]],
-                         on=["table", "row", "column"], how="inner", suffixes=("", "_ours"))
+    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations"]]
+                         .rename(columns={"column": "pair"}),
+                         on=["table", "row", "pair"], how="inner", suffixes=("", "_ours"))
     # The split must agree only where the paper reports the row on several splits (Trans10k val
     # and test); elsewhere the paper's split (e.g. DeepGlobe test) pairs with the one we evaluate.
     splits = paper.groupby(["table", "row", "column"])["split"].transform("nunique")

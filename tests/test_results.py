@@ -89,3 +89,28 @@ def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
     only_paper = ours_beside_paper(load_results(profile="paper", root=tmp_path))
     assert only_paper[["row", "column", "paper"]].values.tolist() == [["fcn_r50_os32", "P0", 67.1]]
     assert isinstance(only_paper, pd.DataFrame)
+
+
+def test_a_single_p0_value_pairs_with_our_final_stage():
+    import pandas as pd
+
+    from pna.results import ours_beside_paper
+
+    paper = pd.DataFrame([
+        # PointRend: one number, printed in the P0 column; PNA: every stage.
+        dict(table="table1", method="FPN + PointRend", backbone="ResNet50", dataset="voc", split="val",
+             column="P0", value=71.2, unit="%", row="fpn_r50_pointrend", note=None),
+        dict(table="table1", method="PNA", backbone="ResNet50", dataset="voc", split="val",
+             column="P0", value=68.4, unit="%", row="pna", note=None),
+        dict(table="table1", method="PNA", backbone="ResNet50", dataset="voc", split="val",
+             column="P4", value=78.6, unit="%", row="pna", note=None),
+    ])
+    ours = pd.DataFrame([
+        dict(table="table1", row="fpn_r50_pointrend", profile="smoke", split="val", stage="P0", is_final=False, mIoU=40.0, iterations=10),
+        dict(table="table1", row="fpn_r50_pointrend", profile="smoke", split="val", stage="P1", is_final=True, mIoU=45.0, iterations=10),
+        dict(table="table1", row="pna", profile="smoke", split="val", stage="P0", is_final=False, mIoU=20.0, iterations=10),
+        dict(table="table1", row="pna", profile="smoke", split="val", stage="P4", is_final=True, mIoU=50.0, iterations=10),
+    ])
+    beside = ours_beside_paper(ours, paper).set_index(["row", "column"])["ours"]
+    assert beside[("fpn_r50_pointrend", "P0")] == 45.0   # the refined (final) prediction
+    assert beside[("pna", "P0")] == 20.0 and beside[("pna", "P4")] == 50.0
