@@ -52,7 +52,8 @@ def _rows() -> list[Row]:
     )]
     # The paper does not name the DeepGlobe / Trans10k backbone; ResNet-50 is our choice.
     rows += [Row("table5", "deepglobe", name, name) for name in ("fpn_r50", "fpn_r50_pointrend", "fpn_r50_pna")]
-    rows += [Row("table6", "trans10k", name, name) for name in ("deeplabv3plus_r50", "fpn_r50_pna")]
+    # Table 6's PointRend names no coarse head: semantic FPN, as in Table 5.
+    rows += [Row("table6", "trans10k", name, name) for name in ("deeplabv3plus_r50", "fpn_r50_pointrend", "fpn_r50_pna")]
     rows += [Row("table7", "cocostuff10k", name, name) for name in (
         "deeplabv3_r50_os8", "deeplabv3_r50_os8_pointrend", "deeplabv3_r50_os8_pna")]
     return rows
