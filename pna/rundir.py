@@ -1,6 +1,6 @@
 """A run directory: what it holds, whether it is finished, and the rules for reusing it.
 
-Layout of ``runs/<row>-<profile>-<hash10>/``: ``config.json``, ``log.jsonl`` (one JSON object per
+Layout of ``runs/<model>-<profile>-<hash10>/``: ``config.json``, ``log.jsonl`` (one JSON object per
 logged iteration or evaluation), ``last.pt`` (the periodic checkpoint, removed once the run is
 finished), ``final.pt`` (weights, config and metrics) and ``done.json`` (the finished run's record).
 
@@ -20,8 +20,10 @@ from pathlib import Path
 from pna.paths import runs_dir
 
 
-def default_run_dir(row: str, profile: str, cfg_hash: str) -> Path:
-    return runs_dir() / f"{row}-{profile}-{cfg_hash[:10]}"
+def default_run_dir(model: str, profile: str, cfg_hash: str) -> Path:
+    """``runs/<model>-<profile>-<hash10>``: named by what is trained, not by the table row asking,
+    so rows of different tables that train the same config find the same run."""
+    return runs_dir() / f"{model}-{profile}-{cfg_hash[:10]}"
 
 
 class RunDir:

@@ -207,13 +207,13 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
           progress: bool = True) -> RunResult:
     """Train `cfg` (or load its finished run), evaluate every stage, write the results JSON.
 
-    `out_dir` defaults to ``runs/<row>-<profile>-<hash10>/``. A finished run of the same config
+    `out_dir` defaults to ``runs/<model>-<profile>-<hash10>/``. A finished run of the same config
     there is loaded instead of trained again when `reuse`; an interrupted one is resumed when
     `resume` or `reuse`. Nothing finished is replaced without `overwrite`.
     """
     device = dist.init_from_env(cfg.train.device)
     cfg_hash = config_hash(cfg)
-    run = RunDir(out_dir or default_run_dir(cfg.row, cfg.profile, cfg_hash))
+    run = RunDir(out_dir or default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
     action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
     if action == "reuse":
         # The same training may have been asked for by another table's row (same hash): the
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help='e.g. "voc/fcn_r50_os32_pna"')
     parser.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. optim.lr=2e-4 train.iters=100")
-    parser.add_argument("--out", help="run directory (default: runs/<row>-<profile>-<hash>)")
+    parser.add_argument("--out", help="run directory (default: runs/<model>-<profile>-<hash>)")
     parser.add_argument("--results-dir", help="where the results JSON goes (default: results/)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")

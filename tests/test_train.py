@@ -169,7 +169,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(cache, tmp_path):
     assert set(range(1, 13)) <= set(iters)
 
 
-def test_rows_of_two_tables_that_train_the_same_thing_share_one_run(cache, isolated):
+def test_rows_that_train_the_same_thing_share_one_run(cache, isolated):
     # Table 4's and Table 7's smoke DeepLabV3 differ only in their labels.
     overrides = tiny_overrides(cache, iters=2)
     first = train(load_config("cityscapes/deeplabv3_r50_os8", "smoke", overrides), progress=False)
@@ -179,3 +179,8 @@ def test_rows_of_two_tables_that_train_the_same_thing_share_one_run(cache, isola
     written = json.loads(second.result_path.read_text())
     assert second.result_path.parent.name == "table7" and written["config"]["table"] == "table7"
     assert json.loads(first.result_path.read_text())["config"]["table"] == "table4"
+
+    # Table 2's L=9 row is Table 1's NAM row under another name.
+    nam = train(load_config("voc/fcn_r50_os32_pna_nam", "smoke", overrides), progress=False)
+    w9 = train(load_config("voc/fcn_r50_os32_pna_nam_w9", "smoke", overrides), progress=False)
+    assert w9.reused and w9.run_dir == nam.run_dir and w9.result_path.parent.name == "table2"
