@@ -91,3 +91,20 @@ def test_hash_is_stable_survives_json_and_ignores_execution_fields():
     assert config_hash(load_config("voc/fcn_r50_os32_pna", "paper")) != config_hash(cfg)
     with pytest.raises(ValueError, match="unknown key"):
         config_from_dict({**cfg.to_dict(), "extra": 1})
+
+
+def test_paper_configs_follow_the_authors_branch_per_dataset():
+    from pna.models import create_model
+
+    city = load_config("cityscapes/deeplabv3_r50_os8_pna", "paper")
+    voc = load_config("voc/deeplabv3_r101_os8_pna", "paper")
+    trans = load_config("trans10k/fpn_r50_pna", "paper")
+    assert city.model.overrides["aux"] is False and "aux" not in voc.model.overrides
+    assert city.model.loss["hard_pixel_fraction"] == 0.2 and not voc.model.loss
+    assert trans.model.overrides["resize_mode"] == "bilinear"
+    small = dict(backbone="resnet10c_half", head_channels=8, embed_dims=(32, 32, 32, 32), pretrained=None)
+    assert create_model(city.model.name, 19, **{**city.model.overrides, **small}).aux_head is None
+    # the smoke rows of two tables stay one training
+    from pna.configs import config_hash
+    assert config_hash(load_config("cityscapes/deeplabv3_r50_os8", "smoke")) == config_hash(
+        load_config("cocostuff10k/deeplabv3_r50_os8", "smoke"))

@@ -18,7 +18,7 @@ Example::
 """
 from __future__ import annotations
 
-from pna.configs.rows import HARD_PIXEL_DATASETS, PAPER_DATA, ROWS, Row
+from pna.configs.rows import HARD_PIXEL_DATASETS, NO_AUX_DATASETS, PAPER_DATA, PAPER_MODEL_OVERRIDES, ROWS, Row
 from pna.configs.schema import (
     Config, DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig,
     apply_overrides, config_from_dict, config_hash,
@@ -48,6 +48,9 @@ def _paper(row: Row) -> Config:
     loss = {}
     if row.dataset in HARD_PIXEL_DATASETS or (row.dataset == "cityscapes" and row.model.startswith("deeplabv3")):
         loss["hard_pixel_fraction"] = 0.2
+    overrides = {**PAPER_MODEL_OVERRIDES.get(row.dataset, {}), **row.overrides}
+    if row.dataset in NO_AUX_DATASETS:
+        overrides["aux"] = False
     return Config(
         name=row.config_name, table=row.table, row=row.name, profile="paper",
         data=DataConfig(
@@ -55,7 +58,7 @@ def _paper(row: Row) -> Config:
             eval_split=setting["eval_split"], crop=setting["crop"],
             eval_short_side=setting["eval_short_side"],
         ),
-        model=ModelConfig(name=row.model, overrides=dict(row.overrides), loss=loss),
+        model=ModelConfig(name=row.model, overrides=overrides, loss=loss),
         # Swin: the authors' mmseg schedule (lr 6e-5, poly 1.0, 1500 warmup iterations);
         # the paper states no warmup for the ResNet rows.
         optim=OptimConfig(lr=6e-5 if swin else 1e-4, weight_decay=0.01,

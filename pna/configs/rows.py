@@ -78,3 +78,9 @@ PAPER_DATA = {
 
 # Datasets whose authors' configs use hard pixel mining (top 20% of pixel losses), SPEC "Losses".
 HARD_PIXEL_DATASETS = {"deepglobe", "trans10k"}
+
+# Datasets the authors trained in their Detectron2 branch: no auxiliary FCN head there (SPEC
+# "Losses": only the MMSeg-style VOC / COCO-Stuff models add it); Trans10k resizes P_{m-1}
+# bilinearly (SPEC "One refinement stage"). Paper profile only: the smoke runs stay shared.
+NO_AUX_DATASETS = {"cityscapes", "deepglobe", "trans10k"}
+PAPER_MODEL_OVERRIDES = {"trans10k": {"resize_mode": "bilinear"}}
