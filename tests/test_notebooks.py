@@ -39,7 +39,7 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
 def test_papermill_parameters_reach_the_results(tmp_path):
     out = tmp_path / "results"
     env = {**os.environ, "PNA_RUNS_DIR": str(tmp_path / "runs"), "PNA_RESULTS_DIR": str(tmp_path / "unused"),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+           "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "04_deepglobe.ipynb"),
                str(tmp_path / "04.ipynb"), "--cwd", str(ROOT / "notebooks"), "--no-progress-bar",
                "-p", "iters", "6", "-p", "batch_size", "4", "-p", "seed", "3", "-p", "device", "cpu",
