@@ -27,11 +27,11 @@ reproduce: $(STAMP)
 # The notebooks write into a scratch results/runs folder, so the committed results stay untouched.
 test: $(STAMP)
 	scratch=$$(mktemp -d) && PNA_RESULTS_DIR=$$scratch/results PNA_RUNS_DIR=$$scratch/runs \
-	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20; \
+	  $(BIN)/python -m pytest tests notebooks pna --doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20; \
 	  status=$$?; rm -rf $$scratch; exit $$status
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -p no:cacheprovider
+	$(BIN)/python -m pytest tests pna --doctest-modules -p no:cacheprovider
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,7 +11,7 @@ Example:
     >>> from pna.ops import na2d
     >>> class Tiny(torch.nn.Module):
     ...     def forward(self, x):
-    ...         return na2d(x, x, x, torch.zeros(2, 5, 5), 3)
+    ...         return na2d(x, x, x, torch.zeros(2, 5, 5), 3, impl="fast")  # the path the handles count
     >>> flops = FlopCountAnalysis(Tiny(), torch.randn(1, 2, 4, 4, 8)).set_op_handle(**fvcore_handles())
     >>> flops.unsupported_ops_warnings(False)  # doctest: +ELLIPSIS
     <...>
