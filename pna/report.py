@@ -135,8 +135,11 @@ def training_curves_figure(profile: str = "smoke", root: str | Path | None = Non
     from pna.viz import plot_training_curves
 
     root = Path(root or results_dir())
-    logs = {f"{r['config']['table']}/{r['config']['row']}": r["log"] for r in _records(profile, root)
-            if r.get("log") and Path(r["log"]).is_file()}
+    logs: dict[str, str] = {}
+    for r in _records(profile, root):
+        label = f"{r['config']['table']}/{r['config']['row']}"
+        if r.get("log") and Path(r["log"]).is_file() and r["log"] not in logs.values():
+            logs[label] = r["log"]  # rows that share a run are drawn once, under the first label
     if not logs:
         raise FileNotFoundError(f"no {profile} training log found from the results in {root}")
     return _save(plot_training_curves(logs), root / "figures" / f"training_curves.{profile}.png")

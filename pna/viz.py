@@ -150,12 +150,12 @@ def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss"):
     """Training ``key`` against iteration for each run (``{label: jsonl path}``)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
     for label, path in logs.items():
         records = [r for r in read_log(path) if key in r and "iter" in r]
         ax.plot([r["iter"] for r in records], [r[key] for r in records], label=label)
     ax.set_xlabel("iteration")
     ax.set_ylabel(key)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
