@@ -93,9 +93,17 @@ def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:
 
 def load_trained(run: RunResult, device: str = "cpu"):
     """The trained model of a run (eval mode) and its evaluation dataset, for figures."""
+    return load_run(run.run_dir, run.config, device)
+
+
+def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
+    """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
     from pna.evaluate import model_from_checkpoint
 
-    dataset = build_eval_set(run.config)
-    checkpoint = torch.load(Path(run.checkpoint), map_location=device, weights_only=False)
+    checkpoint_path = Path(run_dir) / "final.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
+    dataset = build_eval_set(cfg)
+    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
     model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
     return model, dataset

@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from pna.paths import results_dir
 from pna.results import load_paper_numbers, load_results, ours_beside_paper
@@ -106,9 +105,8 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
                       root: str | Path | None = None, table: str = "table1") -> Path:
     """Image, label and P0..P4 of the trained ``row`` on a few validation images."""
     from pna.configs import config_from_dict
-    from pna.evaluate import model_from_checkpoint
+    from pna.experiments import load_run
     from pna.results import result_path
-    from pna.train import build_eval_set
     from pna.viz import plot_refinement, predict_stages
 
     root = Path(root or results_dir())
@@ -116,12 +114,7 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
     if not path.is_file():
         raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
     record = json.loads(path.read_text())
-    checkpoint_path = Path(record["run_dir"]) / "final.pt"
-    if not checkpoint_path.is_file():
-        raise FileNotFoundError(f"{path} names the run {record['run_dir']}, whose final.pt is missing")
-    dataset = build_eval_set(config_from_dict(record["config"]))
-    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
+    model, dataset = load_run(record["run_dir"], config_from_dict(record["config"]), device)
     panels = []
     for index in samples:
         item = dataset[index]
