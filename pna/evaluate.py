@@ -118,21 +118,10 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
             "num_images": int(num_images)}
 
 
-def model_from_checkpoint(checkpoint: dict, num_classes: int) -> nn.Module:
-    """The Segmentor described by a checkpoint's config, with its weights loaded."""
-    from pna.models import create_model
-    from pna.configs import config_from_dict
-
-    cfg = config_from_dict(checkpoint["config"])
-    model = create_model(cfg.model.name, num_classes, **cfg.model.overrides)
-    model.load_state_dict(checkpoint["model"])
-    return model
-
-
 def main(argv: list[str] | None = None) -> int:
+    from pna.build import build_eval_set, model_from_checkpoint
     from pna.checkpoint import load_checkpoint
     from pna.configs import apply_overrides, config_from_dict
-    from pna.train import build_eval_set
 
     parser = argparse.ArgumentParser(description="Per-stage mIoU of a trained checkpoint.")
     parser.add_argument("--checkpoint", required=True, help="a final.pt or last.pt written by pna.train")

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from pna.configs import PAPER_DATA, ROWS, load_config
-from pna.train import RunResult, build_eval_set, train
+from pna.build import build_eval_set, model_from_checkpoint
+from pna.train import RunResult, train
 
 
 def table_rows(table: str) -> list[str]:
@@ -98,8 +99,6 @@ def load_trained(run: RunResult, device: str = "cpu"):
 
 def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
     """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
-    from pna.evaluate import model_from_checkpoint
-
     checkpoint_path = Path(run_dir) / "final.pt"
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")

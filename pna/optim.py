@@ -18,29 +18,56 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalRe
 # Parameters by name that are no weight matrices: relative position bias tables, position
 # embeddings, attention temperatures. Decaying them towards zero only hurts.
 _NO_DECAY_WORDS = ("bias_table", "relative_position", "rpb", "pos_embed", "absolute_pos", "temperature")
+# The authors' MMSeg configs exempt parameters by name: 'norm' (their LayerNorms: the PNA head's,
+# the SAM's and Swin's; their BatchNorms are named 'bn' and DO decay), 'rpb', position embeddings
+# and Swin's relative position bias tables. Conv/linear biases and the SAM temperature decay.
+_MM_NO_DECAY_WORDS = ("rpb", "relative_position_bias_table", "pos_embed")
+DECAY_RULES = ("default", "mm", "d2")
 
 
-def no_decay_names(model: nn.Module) -> set[str]:
-    """Names of parameters that get no weight decay: norms, biases, bias tables, embeddings."""
+def _sam_prefixes(model: nn.Module) -> tuple[str, ...]:
+    from pna.models.sam import SelfAggregation  # models import optim-free code only; no cycle
+
+    return tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, SelfAggregation))
+
+
+def no_decay_names(model: nn.Module, rule: str = "default") -> set[str]:
+    """Names of parameters that get no weight decay under ``rule``:
+
+    - ``default``: norms, biases, bias tables, embeddings, temperatures (the smoke runs);
+    - ``mm``: the authors' MMSeg rows: LayerNorms, ``rpb``, position embeddings and relative
+      position bias tables (BatchNorms and biases decay);
+    - ``d2``: the authors' Detectron2 rows: every normalisation layer (BatchNorm, GroupNorm,
+      LayerNorm) except the SAM's channel LayerNorm, whose class Detectron2's norm-type check does
+      not recognise in their code; ``rpb``, biases and the temperature decay.
+    """
+    if rule not in DECAY_RULES:
+        raise ValueError(f"weight-decay rule must be one of {DECAY_RULES}, got {rule!r}")
+    sam = _sam_prefixes(model) if rule == "d2" else ()
     names = set()
     for module_name, module in model.named_modules():
+        is_norm = isinstance(module, _NORMS) or "norm" in type(module).__name__.lower()
         for name, param in module.named_parameters(recurse=False):
             full = f"{module_name}.{name}" if module_name else name
-            if isinstance(module, _NORMS) or "norm" in type(module).__name__.lower():
-                names.add(full)
-            elif name == "bias" or param.ndim <= 1 or any(w in full for w in _NO_DECAY_WORDS):
+            if rule == "default":
+                skip = is_norm or name == "bias" or param.ndim <= 1 or any(w in full for w in _NO_DECAY_WORDS)
+            elif rule == "mm":
+                skip = isinstance(module, nn.LayerNorm) or any(w in full for w in _MM_NO_DECAY_WORDS)
+            else:
+                skip = is_norm and not full.startswith(sam)
+            if skip:
                 names.add(full)
     return names
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW with two groups: decayed weights, and undecayed norms / biases / bias tables.
+                    betas: tuple[float, float] = (0.9, 0.999), decay_rule: str = "default") -> torch.optim.AdamW:
+    """AdamW with two groups: decayed weights, and the parameters ``no_decay_names(model, decay_rule)``.
 
     The fused implementation (one kernel over all tensors) is used: on a CPU it is ~5x faster
     than the per-tensor loop, which matters for the smoke runs.
     """
-    skip = no_decay_names(model)
+    skip = no_decay_names(model, decay_rule)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from pna import distributed as dist
 from pna.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash, load_config
+from pna.build import build_eval_set, build_model, build_train_set
 from pna.evaluate import evaluate_model
 from pna.loader import train_batches
 from pna.optim import build_optimizer, build_scheduler
@@ -57,33 +58,6 @@ class RunResult:
         return self.metrics["stages"][stage or self.metrics["final_stage"]]["mIoU"]
 
 
-def build_train_set(cfg: Config):
-    from pna.data import build_dataset
-    from pna.data.transforms import build_train_transform
-
-    d = cfg.data
-    transform = build_train_transform(d.crop, d.scale_range, d.flip, d.photometric)
-    return build_dataset(d.dataset, d.root, d.train_split, transform=transform, **d.options)
-
-
-def build_eval_set(cfg: Config):
-    from pna.data import build_dataset
-    from pna.data.transforms import build_eval_transform
-
-    d = cfg.data
-    return build_dataset(d.eval_dataset or d.dataset, d.root, d.eval_split,
-                         transform=build_eval_transform(d.eval_short_side), **d.options)
-
-
-def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Module:
-    from pna.models import create_model
-
-    model = create_model(cfg.model.name, num_classes, **cfg.model.overrides)
-    if dist.world_size() > 1 and cfg.train.syncbn:
-        model = dist.convert_sync_batchnorm(model, device)
-    return model.to(device)
-
-
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -108,7 +82,7 @@ class Trainer:
         from pna.models import SegmentationLoss
         self.criterion = SegmentationLoss(ignore_index=self.train_set.ignore_index, **cfg.model.loss)
         o = cfg.optim
-        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas)
+        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas, o.decay_rule)
         self.scheduler = build_scheduler(self.optimizer, cfg.train.iters, o.warmup_iters, o.warmup_ratio,
                                          o.poly_power, o.min_lr)
         self.amp = cfg.train.amp and device.type == "cuda"

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -50,8 +51,14 @@ def test_loader_on_real_tiles(samples_dir, tmp_path):
     item = ds[0]
     assert item["image"].shape == (3, 2448, 2448) and item["label"].shape == (2448, 2448)
     assert set(item["label"].unique().tolist()) == {0, 1, 2, 3, 4, 5, 255}
-    assert ds.num_classes == 6 and ds.eval_classes == [0, 1, 2, 3, 4, 5]
-    assert ds.palette[0] == (0, 255, 255) and ds.classes[0] == "urban"
+    assert ds.num_classes == 7 and ds.eval_classes == [0, 1, 2, 3, 4, 5]  # 7 outputs, 6 scored
+    assert ds.palette[0] == (0, 255, 255) and ds.classes[0] == "urban" and ds.classes[6] == "unknown"
+    # the authors' training reads "unknown" as class 6; the same pixels are 255 when scoring
+    trained = build_dataset("deepglobe", tmp_path, "val", unknown="class")[0]["label"]
+    assert set(trained.unique().tolist()) == {0, 1, 2, 3, 4, 5, 6}
+    assert torch.equal(trained == 6, item["label"] == 255)
+    with pytest.raises(ValueError, match="unknown must be one of"):
+        build_dataset("deepglobe", tmp_path, "val", unknown="drop")
 
 
 def test_prep_writes_index_labels_and_a_fixed_disjoint_split(samples_dir, tmp_path, capsys):

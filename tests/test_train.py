@@ -132,7 +132,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(cache, tmp_path):
     args = ["--config", "voc/fcn_r50_os32_pna", "--set", *tiny_overrides(cache, iters=12)]
     # Build the synthetic cache first, so that both runs start from the same files.
     load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache))
-    from pna.train import build_train_set
+    from pna.build import build_train_set
     build_train_set(load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache)))
 
     whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"

@@ -2,8 +2,9 @@
 
 Profiles:
 
-* ``paper``: the SPEC settings of the row's dataset (crop, iterations, batch 16, AdamW lr 1e-4 with
-  poly 0.9; Swin rows lr 6e-5, poly 1.0, linear warmup).
+* ``paper``: the authors' per-row settings (``pna.configs.authors``, SPEC "Per-row settings"): the
+  row's code base (MMSeg or Detectron2), crop, resize, iterations, batch 16, AdamW, warmup, poly,
+  clipping, hard-pixel mining, test resize; ``results/fidelity.md`` lists them beside SPEC's.
 * ``smoke``: the same row on the built-in synthetic data with a small backbone, sized to train in
   well under a minute on a 2-core CPU, so that every notebook runs anywhere.
 
@@ -18,7 +19,8 @@ Example::
 """
 from __future__ import annotations
 
-from pna.configs.rows import HARD_PIXEL_DATASETS, NO_AUX_DATASETS, PAPER_DATA, PAPER_MODEL_OVERRIDES, ROWS, Row
+from pna.configs.paper import paper_config
+from pna.configs.rows import PAPER_DATA, ROWS, Row
 from pna.configs.schema import (
     Config, DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig,
     apply_overrides, config_from_dict, config_hash,
@@ -40,34 +42,6 @@ __all__ = [
 def list_configs(table: str | None = None) -> list[str]:
     """Config names (``"<dataset>/<row>"``), optionally only those of one table (``"table1"``)."""
     return [name for name, row in ROWS.items() if table is None or row.table == table]
-
-
-def _paper(row: Row) -> Config:
-    setting = PAPER_DATA[row.dataset]
-    swin = row.is_swin
-    loss = {}
-    if row.dataset in HARD_PIXEL_DATASETS or (row.dataset == "cityscapes" and row.model.startswith("deeplabv3")):
-        loss["hard_pixel_fraction"] = 0.2
-    overrides = {**PAPER_MODEL_OVERRIDES.get(row.dataset, {}), **row.overrides}
-    if row.dataset in NO_AUX_DATASETS:
-        overrides["aux"] = False
-    return Config(
-        name=row.config_name, table=row.table, row=row.name, profile="paper",
-        data=DataConfig(
-            dataset=setting["dataset"], eval_dataset=setting.get("eval_dataset"),
-            eval_split=setting["eval_split"], crop=setting["crop"],
-            eval_short_side=setting["eval_short_side"],
-        ),
-        model=ModelConfig(name=row.model, overrides=overrides, loss=loss),
-        # Swin: the authors' mmseg schedule (lr 6e-5, poly 1.0, 1500 warmup iterations);
-        # the paper states no warmup for the ResNet rows.
-        optim=OptimConfig(lr=6e-5 if swin else 1e-4, weight_decay=0.01,
-                          warmup_iters=1500 if swin else 0, poly_power=1.0 if swin else 0.9),
-        train=TrainConfig(iters=setting["iters"], batch_size=16,
-                          eval_interval=setting["iters"] // 10, checkpoint_interval=setting["iters"] // 10),
-        eval=EvalConfig(mode="whole", crop=setting["crop"],
-                        stride=tuple(c * 2 // 3 for c in setting["crop"])),
-    )
 
 
 def _smoke(row: Row) -> Config:
@@ -94,5 +68,5 @@ def load_config(name: str, profile: str = "smoke",
                          + (f", e.g. {close[:5]}" if close else ""))
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
-    cfg = _paper(ROWS[name]) if profile == "paper" else _smoke(ROWS[name])
+    cfg = paper_config(ROWS[name]) if profile == "paper" else _smoke(ROWS[name])
     return apply_overrides(cfg, overrides)

@@ -26,7 +26,7 @@ from typing import Any
 
 @dataclass
 class DataConfig:
-    """Which dataset, which splits, and the augmentation of the training crops."""
+    """Which dataset, which splits, the augmentation of the training crops, the test resize."""
 
     dataset: str = "synthetic"          # name for pna.data.build_dataset (training split)
     root: str | None = None             # None: the synthetic generated cache, else the dataset folder
@@ -34,11 +34,17 @@ class DataConfig:
     eval_dataset: str | None = None     # None: same as `dataset` (VOC trains on voc_aug, tests on voc)
     eval_split: str = "val"
     crop: tuple[int, int] = (512, 512)  # (height, width) of the random training crop
-    scale_range: tuple[float, float] = (0.5, 2.0)
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random rescale factor range
+    scale_base: tuple[int, int] | None = None  # (short, long) the factor multiplies (MMSeg img_scale); None: the image
+    short_sides: tuple[int, ...] | None = None  # Detectron2: training short side drawn from these (replaces scale_range)
+    max_size: int | None = None         # Detectron2: long-side cap of that resize
+    cat_max_ratio: float | None = None  # re-draw the crop (10 tries) while one class covers more than this
     flip: bool = True
-    photometric: bool = True
+    photometric: bool = True            # brightness, contrast, saturation, hue (never a channel swap)
     eval_short_side: int | None = 512   # resize for evaluation; None keeps the original size
+    eval_max_size: int | None = None    # long-side cap of the evaluation resize
     options: dict = field(default_factory=dict)  # extra build_dataset kwargs (synthetic sizes, seed)
+    eval_options: dict = field(default_factory=dict)  # build_dataset kwargs for the evaluation set, over `options`
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ModelConfig:
     name: str = "fcn_r50_os32"
     overrides: dict = field(default_factory=dict)  # e.g. backbone, window_size, pretrained
     loss: dict = field(default_factory=dict)       # kwargs for pna.models.SegmentationLoss
+    allow_random_init: bool = True      # False: a backbone without pretrained weights is an error
 
 
 @dataclass
@@ -62,6 +69,7 @@ class OptimConfig:
     poly_power: float = 0.9
     min_lr: float = 0.0
     clip_grad: float | None = None      # max global grad norm; None: no clipping
+    decay_rule: str = "default"         # which parameters get no weight decay, see pna.optim.no_decay_names
 
 
 @dataclass
@@ -110,7 +118,8 @@ class Config:
 
 # Fields that change how a run executes but not what it computes; left out of the hash so that
 # a trained model is shared whatever the number of loader workers or the logging cadence.
-_NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device")}
+_NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"),
+               ("model", "allow_random_init")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.
 _LABELS = ("name", "table", "row")
@@ -166,6 +175,10 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
         raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length, one item type
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ValueError(f"{key}: expected a non-empty tuple ({_type_name(tp)}), got {value!r}")
+            return tuple(_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ValueError(f"{key}: expected a tuple of {len(args)} ({_type_name(tp)}), got {value!r}")
         return tuple(_check_type(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))

@@ -107,7 +107,7 @@ assert len(COCOSTUFF_CLASSES) == 171
 
 DEEPGLOBE_CLASSES = ("urban", "agriculture", "rangeland", "forest", "water", "barren")
 DEEPGLOBE_COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255))
-DEEPGLOBE_UNKNOWN = (0, 0, 0)  # "unknown" land: read as ignore (255), so the mIoU is over 6 classes
+DEEPGLOBE_UNKNOWN = (0, 0, 0)  # "unknown" land: class 6 in the authors' training, ignored in the mIoU
 
 TRANS10K_CLASSES = ("background", "things", "stuff")
 TRANS10K_COLOURS = ((0, 0, 0), (255, 0, 0), (255, 255, 255))
@@ -124,7 +124,9 @@ INFOS: dict[str, DatasetInfo] = {
         tuple(range(19))),
     "cocostuff10k": DatasetInfo(
         "cocostuff10k", COCOSTUFF_CLASSES, tuple(_VOC[1:172]), tuple(range(171))),
-    "deepglobe": DatasetInfo("deepglobe", DEEPGLOBE_CLASSES, DEEPGLOBE_COLOURS, tuple(range(6))),
+    # 7 outputs as the authors train them ("unknown" the 7th); the mIoU averages the 6 land classes.
+    "deepglobe": DatasetInfo("deepglobe", DEEPGLOBE_CLASSES + ("unknown",), DEEPGLOBE_COLOURS + (DEEPGLOBE_UNKNOWN,),
+                             tuple(range(6))),
     "trans10k": DatasetInfo("trans10k", TRANS10K_CLASSES, TRANS10K_COLOURS, (1, 2)),
     "synthetic": DatasetInfo(
         "synthetic", SYNTHETIC_CLASSES, tuple(_VOC[: len(SYNTHETIC_CLASSES)]),

@@ -1,4 +1,4 @@
-"""DeepGlobe land cover: RGB ``*_mask.png`` colours -> 6 class ids; ``unknown`` (black) -> 255.
+"""DeepGlobe land cover: RGB ``*_mask.png`` colours -> class ids 0..5; ``unknown`` (black) -> 6 or 255.
 
 Layout (the challenge's ``land-train`` folder; lists from ``python -m data_prep.deepglobe``)::
 
@@ -7,7 +7,10 @@ Layout (the challenge's ``land-train`` folder; lists from ``python -m data_prep.
     labels/<id>.png                                      (optional) ids 0..5, 255 = unknown
 
 Colour channels are thresholded at 128 (the challenge warns values may not be exactly 0/255).
-``unknown`` is ignored in training and evaluation, so the mIoU runs over the 6 land classes.
+The dataset has 7 classes, as the authors train it: ``unknown="class"`` reads unknown as class 6
+(their training), ``unknown="ignore"`` (the default) as 255, so scoring skips those pixels and the
+mIoU runs over the 6 land classes (``eval_classes``). Converted ``labels/<id>.png`` hold 255 for
+unknown and follow the same option.
 
 Example:
     >>> ds = DeepGlobeLandCover("data/deepglobe", "val")  # doctest: +SKIP
@@ -50,13 +53,18 @@ def decode_colour_mask(path: Path, colour_to_id: dict[Colour, int]) -> np.ndarra
 
 
 DEEPGLOBE_COLOUR_TO_ID = {c: i for i, c in enumerate(DEEPGLOBE_COLOURS)} | {DEEPGLOBE_UNKNOWN: IGNORE_INDEX}
+UNKNOWN_ID = len(DEEPGLOBE_COLOURS)  # 6
+UNKNOWN_MODES = ("ignore", "class")
 
 
 class DeepGlobeLandCover(SegmentationDataset):
-    """DeepGlobe land cover, 6 classes (+ unknown ignored)."""
+    """DeepGlobe land cover: 6 land classes + ``unknown`` (class 6, or ignored)."""
 
     def __init__(self, root: str | Path, split: str, transform: Transform | None = None,
-                 ids: Sequence[str] | None = None):
+                 ids: Sequence[str] | None = None, unknown: str = "ignore"):
+        if unknown not in UNKNOWN_MODES:
+            raise ValueError(f"DeepGlobe: unknown must be one of {UNKNOWN_MODES}, got {unknown!r}")
+        self.unknown = unknown
         self.root = require_dir(Path(root), "DeepGlobe root")
         tiles = require_dir(self.root / "land-train", "DeepGlobe tiles (land-train)")
         if ids is None:
@@ -69,6 +77,7 @@ class DeepGlobeLandCover(SegmentationDataset):
         super().__init__(samples, info("deepglobe"), transform)
 
     def read_label(self, path: Path) -> np.ndarray:
-        if self.use_png:
-            return super().read_label(path)
-        return decode_colour_mask(path, DEEPGLOBE_COLOUR_TO_ID)
+        label = super().read_label(path) if self.use_png else decode_colour_mask(path, DEEPGLOBE_COLOUR_TO_ID)
+        if self.unknown == "class":
+            label = np.where(label == IGNORE_INDEX, UNKNOWN_ID, label).astype(np.uint8)
+        return label

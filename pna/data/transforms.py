@@ -1,9 +1,15 @@
 """Joint image/label transforms of the paper, built from ``torchvision.transforms.v2``.
 
-Training: random rescale by a factor in ``scale_range`` -> random crop to a fixed size (image
-padded with 0, label with 255) -> horizontal flip -> photometric distortion -> float + ImageNet
-normalisation. Evaluation: the image's short side resized to ``short_side`` (the label is left at its
-original size: metrics are computed there, after resizing the logits to ``label.shape``).
+Training: a random resize -> a random crop to a fixed size, re-drawn while one class covers more
+than ``cat_max_ratio`` of it (smaller images are cropped whole and padded at the bottom/right with
+the mean colour, i.e. 0 after normalisation, and label 255) -> horizontal flip -> photometric
+distortion (:mod:`pna.data.photometric`, no channel swap) -> float + ImageNet normalisation.
+The random resize is MMSeg's (a factor in ``scale_range`` times the scale that fits the image into
+``base_size``, or the image itself) or Detectron2's (``short_sides``: the short side drawn from a
+list, the long side capped at ``max_size``).
+Evaluation: the image's short side resized to ``short_side`` with the long side capped at
+``max_size`` (the label is left at its original size: metrics are computed there, after resizing
+the logits to ``label.shape``).
 
 Example:
     >>> import torch
@@ -25,9 +31,29 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .catalog import IGNORE_INDEX
+from .photometric import PhotometricDistortion
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The padding colour: the mean, which is 0 after normalisation (what both authors' code bases pad with).
+MEAN_COLOUR = tuple(round(255 * m) for m in IMAGENET_MEAN)
+CROP_TRIES = 10
+
+
+def _size(flat_inputs: list[Any]) -> tuple[int, int]:
+    return tuple(F.get_size(next(x for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask)))))
+
+
+def short_side_size(h: int, w: int, short: int, max_size: int | None) -> list[int]:
+    """(h, w) after resizing the short side to ``short`` with the long side capped at ``max_size``.
+
+    >>> short_side_size(2448, 2448, 1024, 2048), short_side_size(375, 500, 512, 2048)
+    ([1024, 1024], [512, 683])
+    """
+    scale = short / min(h, w)
+    if max_size is not None and max(h, w) * scale > max_size:
+        scale = max_size / max(h, w)
+    return [max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))]
 
 
 class RandomRescale(v2.Transform):
@@ -48,7 +74,7 @@ class RandomRescale(v2.Transform):
         self.base_size = base_size
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = F.get_size(next(x for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask))))
+        h, w = _size(flat_inputs)
         low, high = self.scale_range
         factor = low + (high - low) * float(torch.rand(()))
         if self.base_size is not None:
@@ -59,6 +85,70 @@ class RandomRescale(v2.Transform):
         if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
             return F.resize(inpt, params["size"], antialias=True)
         return inpt
+
+
+class RandomShortSideResize(v2.Transform):
+    """Detectron2's training resize: the short side drawn from ``short_sides``, the long side capped."""
+
+    def __init__(self, short_sides: tuple[int, ...], max_size: int | None = None):
+        super().__init__()
+        if not short_sides or min(short_sides) < 1:
+            raise ValueError(f"short_sides must list positive sizes, got {short_sides}")
+        self.short_sides, self.max_size = tuple(short_sides), max_size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        short = self.short_sides[int(torch.randint(len(self.short_sides), ()))]
+        return {"size": short_side_size(*_size(flat_inputs), short, self.max_size)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return F.resize(inpt, params["size"], antialias=True)
+        return inpt
+
+
+class CategoryAreaCrop(v2.Transform):
+    """Random ``crop`` (h, w), re-drawn up to 10 times while one class covers more than
+    ``cat_max_ratio`` of its labelled pixels (MMSeg's ``cat_max_ratio``, Detectron2's category area
+    constraint; None: the first draw). A side shorter than the crop is taken whole and padded at
+    the bottom/right (image: the mean colour, label: 255), so every output is ``crop``.
+    """
+
+    def __init__(self, crop: tuple[int, int], cat_max_ratio: float | None = None, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        if cat_max_ratio is not None and not 0 < cat_max_ratio <= 1:
+            raise ValueError(f"cat_max_ratio must be in (0, 1] or None, got {cat_max_ratio}")
+        self.crop, self.cat_max_ratio, self.ignore_index = tuple(crop), cat_max_ratio, ignore_index
+
+    def _draw(self, h: int, w: int) -> tuple[int, int]:
+        return (int(torch.randint(max(h - self.crop[0], 0) + 1, ())),
+                int(torch.randint(max(w - self.crop[1], 0) + 1, ())))
+
+    def _balanced(self, label: torch.Tensor, top: int, left: int) -> bool:
+        window = label[..., top:top + self.crop[0], left:left + self.crop[1]].flatten()
+        counts = torch.bincount(window[window != self.ignore_index].long())
+        counts = counts[counts > 0]
+        return len(counts) > 1 and counts.max().item() / counts.sum().item() < self.cat_max_ratio
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = _size(flat_inputs)
+        top, left = self._draw(h, w)
+        masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
+        if self.cat_max_ratio is not None and masks:
+            for _ in range(CROP_TRIES - 1):
+                if self._balanced(masks[0], top, left):
+                    break
+                top, left = self._draw(h, w)
+        height, width = min(h, self.crop[0]), min(w, self.crop[1])
+        return {"box": (top, left, height, width), "pad": [0, 0, self.crop[1] - width, self.crop[0] - height]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        out = F.crop(inpt, *params["box"])
+        if any(params["pad"]):
+            fill = self.ignore_index if isinstance(inpt, tv_tensors.Mask) else list(MEAN_COLOUR)
+            out = F.pad(out, params["pad"], fill=fill)
+        return out
 
 
 def _to_normalized_float() -> list[v2.Transform]:
@@ -72,42 +162,53 @@ def build_train_transform(
     flip: bool = True,
     photometric: bool = True,
     base_size: tuple[int, int] | None = None,
+    short_sides: tuple[int, ...] | None = None,
+    max_size: int | None = None,
+    cat_max_ratio: float | None = None,
 ) -> v2.Compose:
-    """The training pipeline; output crops are always ``crop_size`` (h, w), so default collate works."""
+    """The training pipeline; output crops are always ``crop_size`` (h, w), so default collate works.
+
+    ``short_sides`` selects Detectron2's resize (short side from the list, long side capped at
+    ``max_size``); otherwise MMSeg's (``scale_range`` x the scale fitting ``base_size``, if given).
+    """
     crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
     if len(crop) != 2 or min(crop) < 1:
         raise ValueError(f"crop_size must be (height, width) > 0, got {crop_size}")
-    steps: list[v2.Transform] = [
-        RandomRescale(scale_range, base_size),
-        v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
-    ]
+    resize = RandomShortSideResize(short_sides, max_size) if short_sides else RandomRescale(scale_range, base_size)
+    steps: list[v2.Transform] = [resize, CategoryAreaCrop(crop, cat_max_ratio)]
     if flip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
     if photometric:
-        steps.append(v2.RandomPhotometricDistort(p=0.5))
+        steps.append(PhotometricDistortion())
     return v2.Compose(steps + _to_normalized_float())
 
 
 class EvalTransform:
-    """Resize the image's short side to ``short_side`` (if given) and normalise; keep the label as is."""
+    """Resize the image's short side to ``short_side`` (long side capped at ``max_size``) and
+    normalise; keep the label as is."""
 
-    def __init__(self, short_side: int | None = None):
+    def __init__(self, short_side: int | None = None, max_size: int | None = None):
         if short_side is not None and short_side < 1:
             raise ValueError(f"short_side must be a positive int or None, got {short_side}")
-        self.short_side = short_side
-        resize = [v2.Resize(short_side, antialias=True)] if short_side else []
-        self.image_transform = v2.Compose(resize + _to_normalized_float())
+        if max_size is not None and max_size < 1:
+            raise ValueError(f"max_size must be a positive int or None, got {max_size}")
+        self.short_side, self.max_size = short_side, max_size
+        self.normalize = v2.Compose(_to_normalized_float())
 
     def __call__(self, image: tv_tensors.Image, label: tv_tensors.Mask) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.image_transform(image), label
+        if self.short_side:
+            image = F.resize(image, short_side_size(*image.shape[-2:], self.short_side, self.max_size),
+                             antialias=True)
+        return self.normalize(image), label
 
     def __repr__(self) -> str:
-        return f"EvalTransform(short_side={self.short_side})"
+        return f"EvalTransform(short_side={self.short_side}, max_size={self.max_size})"
 
 
-def build_eval_transform(short_side: int | None = None) -> EvalTransform:
-    """The test-time pipeline: whole image, short side resized to ``short_side`` when given."""
-    return EvalTransform(short_side)
+def build_eval_transform(short_side: int | None = None, max_size: int | None = None) -> EvalTransform:
+    """The test-time pipeline: whole image, short side resized to ``short_side`` (long side capped
+    at ``max_size``) when given."""
+    return EvalTransform(short_side, max_size)
 
 
 def denormalize(image: torch.Tensor) -> torch.Tensor:

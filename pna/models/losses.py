@@ -2,7 +2,7 @@
 optional hard-pixel mining."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +32,10 @@ class SegmentationLoss(nn.Module):
     """``total = sum_name weight[name] * CE(upsample(outputs[name]), labels)``; returns (total, parts).
 
     Weights: P0 1.0, P1..P4 0.1 each (``stage_weights`` replaces these), aux ``aux_weight``.
-    ``hard_pixel_fraction`` (e.g. 0.2) averages only the largest pixel losses, that fraction of the
-    non-ignored pixels of the batch. ``extra_terms`` maps further output names to ``(weight, term)``.
+    ``hard_pixel_fraction`` (e.g. 0.2) averages only the largest pixel losses of the outputs named in
+    ``hard_pixel_outputs`` (None: every dense output), as the authors' Detectron2 branch does: k is
+    that fraction of ALL pixels of the batch (ignored ones included, their loss counting as 0), and
+    the loss is the mean of the k largest. ``extra_terms`` maps further output names to ``(weight, term)``.
 
     Example:
         >>> loss = SegmentationLoss()
@@ -45,6 +47,7 @@ class SegmentationLoss(nn.Module):
 
     def __init__(self, stage_weights: Mapping[str, float] | None = None, aux_weight: float = 0.4,
                  ignore_index: int = 255, hard_pixel_fraction: float | None = None,
+                 hard_pixel_outputs: Sequence[str] | None = None,
                  extra_terms: Mapping[str, tuple[float, LossTerm]] | None = None):
         super().__init__()
         if hard_pixel_fraction is not None and not 0 < hard_pixel_fraction <= 1:
@@ -53,19 +56,26 @@ class SegmentationLoss(nn.Module):
         self.weights["aux"] = aux_weight
         self.ignore_index = ignore_index
         self.hard_pixel_fraction = hard_pixel_fraction
+        self.hard_pixel_outputs = None if hard_pixel_outputs is None else set(hard_pixel_outputs)
         self.extra_terms = {**DEFAULT_EXTRA_TERMS, **dict(extra_terms or {})}
         self.weights.update({name: weight for name, (weight, _) in self.extra_terms.items()})
 
-    def dense_ce(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Cross-entropy of logits upsampled to the labels, mean over the (kept) non-ignored pixels."""
+    def mines(self, name: str) -> bool:
+        """Whether output ``name`` is trained on its hard pixels only."""
+        return self.hard_pixel_fraction is not None and (
+            self.hard_pixel_outputs is None or name in self.hard_pixel_outputs)
+
+    def dense_ce(self, logits: Tensor, labels: Tensor, hard: bool = False) -> Tensor:
+        """Cross-entropy of logits upsampled to the labels: the mean over the non-ignored pixels,
+        or (``hard``) over the k largest of all pixels' losses, k = fraction x all pixels."""
         pixel_loss = F.cross_entropy(upsample_to(logits, labels.shape[-2:]), labels,
                                      ignore_index=self.ignore_index, reduction="none")
+        if hard:  # ignored pixels are in the count with loss 0 (the authors' Detectron2 branch)
+            keep = max(1, int(self.hard_pixel_fraction * pixel_loss.numel()))
+            return pixel_loss.flatten().topk(keep, sorted=False).values.mean()
         pixel_loss = pixel_loss[labels != self.ignore_index]
         if pixel_loss.numel() == 0:  # every pixel ignored: a zero that still carries the graph
             return logits.sum() * 0.0
-        if self.hard_pixel_fraction is not None:
-            keep = max(1, int(self.hard_pixel_fraction * pixel_loss.numel()))
-            pixel_loss = pixel_loss.topk(keep, sorted=False).values
         return pixel_loss.mean()
 
     def forward(self, outputs: Mapping[str, Any], labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -77,6 +87,6 @@ class SegmentationLoss(nn.Module):
             if name in self.extra_terms:
                 parts[name] = self.extra_terms[name][1](output, labels, self)
             else:
-                parts[name] = self.dense_ce(output, labels)
+                parts[name] = self.dense_ce(output, labels, hard=self.mines(name))
         total = sum(self.weights[name] * part for name, part in parts.items())
         return total, parts

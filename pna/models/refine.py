@@ -18,7 +18,8 @@ class RefineStage(nn.Module):
     """One stage: P_m = Conv1x1(LN(x + MLP(LN(x)))) with x = F^S + NAM(LN(query), LN(value)).
 
     query = Conv1x1(F_m); value = Conv1x1(P_{m-1} resized to F_m); F^S = SAM(query) (``use_sam``)
-    or the query itself (the paper's "NAM only" ablation).
+    or the query itself (the paper's "NAM only" ablation). ``embed_bias=False``: the two 1x1
+    embeddings have no bias (the authors' Detectron2 rows).
 
     Example:
         >>> stage = RefineStage(in_channels=16, num_classes=3, embed_dim=64, window_size=3)
@@ -27,7 +28,8 @@ class RefineStage(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, embed_dim: int, head_dim: int = 32,
-                 window_size: int = 9, use_sam: bool = True, resize_mode: str = "nearest", impl: str = "auto"):
+                 window_size: int = 9, use_sam: bool = True, resize_mode: str = "nearest", impl: str = "auto",
+                 embed_bias: bool = True):
         super().__init__()
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
@@ -35,8 +37,8 @@ class RefineStage(nn.Module):
             raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of head_dim ({head_dim})")
         num_heads = embed_dim // head_dim
         self.resize_mode = resize_mode
-        self.query = nn.Conv2d(in_channels, embed_dim, 1)
-        self.value = nn.Conv2d(num_classes, embed_dim, 1)
+        self.query = nn.Conv2d(in_channels, embed_dim, 1, bias=embed_bias)
+        self.value = nn.Conv2d(num_classes, embed_dim, 1, bias=embed_bias)
         self.sam = SelfAggregation(embed_dim, num_heads) if use_sam else nn.Identity()
         self.norm_query = nn.LayerNorm(embed_dim)
         self.norm_value = nn.LayerNorm(embed_dim)
@@ -80,12 +82,12 @@ class ProgressiveRefinement(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], num_classes: int,
                  embed_dims: Sequence[int] = (768, 384, 192, 96), head_dim: int = 32, window_size: int = 9,
-                 use_sam: bool = True, resize_mode: str = "nearest", impl: str = "auto"):
+                 use_sam: bool = True, resize_mode: str = "nearest", impl: str = "auto", embed_bias: bool = True):
         super().__init__()
         if len(in_channels) != 4 or len(embed_dims) != 4:
             raise ValueError(f"need 4 feature widths and 4 embed_dims, got {list(in_channels)} and {list(embed_dims)}")
         self.stages = nn.ModuleList(
-            RefineStage(c, num_classes, d, head_dim, window_size, use_sam, resize_mode, impl)
+            RefineStage(c, num_classes, d, head_dim, window_size, use_sam, resize_mode, impl, embed_bias)
             for c, d in zip(reversed(list(in_channels)), embed_dims)
         )
 

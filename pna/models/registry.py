@@ -48,7 +48,7 @@ def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor:
     elif spec.refine is not None:
         refine = ProgressiveRefinement(channels, num_classes, spec.embed_dims, spec.head_dim, spec.window_size,
                                        use_sam=spec.refine == "nam+sam", resize_mode=spec.resize_mode,
-                                       impl=spec.na_impl)
+                                       impl=spec.na_impl, embed_bias=spec.embed_bias)
     aux = build_aux_head("fcn", channels, num_classes, channels=spec.aux_channels) if spec.aux else None
     if isinstance(refine, PointRend):
         return PointRendSegmentor(backbone, head, refine, aux)

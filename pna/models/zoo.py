@@ -12,6 +12,7 @@ class ModelSpec:
     backbone: a name of ``pna.models.backbones.BACKBONES``; pretrained: None or a local weights file.
     head: a name of ``pna.models.heads.HEADS``; head_channels None = the head's default width;
     head_kwargs: further head arguments. refine: None, "nam" (NAM only), "nam+sam" or "pointrend" (the PointRend baseline).
+    embed_bias: the refinement's 1x1 query/value embeddings have a bias (False in the Detectron2 rows).
     aux: an auxiliary FCN head on res4 (aux_channels wide), run in training only.
     """
 
@@ -27,6 +28,7 @@ class ModelSpec:
     head_dim: int = 32
     resize_mode: str = "nearest"
     na_impl: str = "auto"
+    embed_bias: bool = True
     aux: bool = True
     aux_channels: int = 256
 
@@ -40,37 +42,54 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-# Tables 3-7 (and Table 1's FPN + PointRend). Conventions, where the paper is silent:
-# - DeepLabV3, PSP and DeepLabV3+ run at output stride 8 (MMSeg's "-d8" configs the authors started
-#   from); FPN, UperNet and every Swin model at output stride 32.
-# - Semantic FPN and PointRend-on-FPN models have no auxiliary head (MMSeg's FPN / PointRend configs);
-#   the others keep the auxiliary FCN on res4 (a row can override ``aux=False``).
-# - PointRend: fine-grained features = FPN P2 for FPN heads, backbone res2 otherwise.
-# - Window 9 (VOC) by default; 7 for the FPN + PNA rows (Cityscapes-FPN, DeepGlobe, Trans10k; SPEC).
-# - DeepGlobe and Trans10k: the paper names no backbone; ResNet-50 here.
+# Tables 3-7 (and Table 1's FPN + PointRend). The authors trained two code bases (SPEC "Per-row
+# settings"), and a row's model follows the code base of its dataset:
+# - MMSeg rows (VOC, COCO-Stuff 10k): ResNetV1c (deep stem 32-32-64), MMSeg heads (BatchNorm,
+#   dropout 0.1), PNA embeddings with bias, auxiliary FCN on res4. DeepLabV3 and PSP at output
+#   stride 16 (their shipped configs), FCN / FPN / UperNet and Swin at 32.
+# - Detectron2 rows (Cityscapes, DeepGlobe, Trans10k): DeepLab ResNets "R-52" / "R-103" (deep stem
+#   64-64-128, res5 multi-grid 1, 2, 4), Detectron2's DeepLabV3 head (256 channels, dilations 6, 12,
+#   18, 1x1 fusion) at output stride 16, semantic FPN with GroupNorm and no dropout, PNA embeddings
+#   without bias, no auxiliary head; window 7 on the FPN rows.
+# Baselines the paper only quotes use the backbone and stride of the PNA row they are compared
+# with, so that the refinement is the only difference. PointRend: fine-grained features = FPN P2
+# for FPN heads, backbone res2 otherwise. DeepGlobe and Trans10k name no backbone: R-52, as the
+# authors' Detectron2 configs for them.
 _R50, _R101 = dict(backbone="resnet50c"), dict(backbone="resnet101c")
-_D8 = dict(output_stride=8)
+_R52, _R103 = dict(backbone="resnet52", aux=False), dict(backbone="resnet103", aux=False)
+_OS16 = dict(output_stride=16)
+_D2_ASPP = dict(head="aspp", head_channels=256, head_kwargs={"dilations": (1, 6, 12, 18), "style": "d2"}, **_OS16)
+_D2_FPN = dict(head="fpn", head_kwargs={"norm": "gn", "dropout": 0.0})
+_D2_PNA = dict(refine="nam+sam", embed_bias=False)
 MODELS.update({
-    # DeepLabV3 (ASPP head), ResNet-50 / 101, OS 8: Tables 3, 4, 7
-    "deeplabv3_r50_os8": ModelSpec(head="aspp", **_R50, **_D8),
-    "deeplabv3_r50_os8_pointrend": ModelSpec(head="aspp", refine="pointrend", **_R50, **_D8),
-    "deeplabv3_r50_os8_pna": ModelSpec(head="aspp", refine="nam+sam", **_R50, **_D8),
-    "deeplabv3_r101_os8": ModelSpec(head="aspp", **_R101, **_D8),
-    "deeplabv3_r101_os8_pointrend": ModelSpec(head="aspp", refine="pointrend", **_R101, **_D8),
-    "deeplabv3_r101_os8_pna": ModelSpec(head="aspp", refine="nam+sam", **_R101, **_D8),
-    # PSP / UperNet, ResNet-101: Table 3
-    "psp_r101_os8": ModelSpec(head="psp", **_R101, **_D8),
-    "psp_r101_os8_pna": ModelSpec(head="psp", refine="nam+sam", **_R101, **_D8),
+    # MMSeg DeepLabV3 (ASPP) / PSP / UperNet, ResNetV1c-101 (Table 3) and -50 (Table 7)
+    "deeplabv3_r101_os16": ModelSpec(head="aspp", **_R101, **_OS16),
+    "deeplabv3_r101_os16_pointrend": ModelSpec(head="aspp", refine="pointrend", **_R101, **_OS16),
+    "deeplabv3_r101_os16_pna": ModelSpec(head="aspp", refine="nam+sam", **_R101, **_OS16),
+    "psp_r101_os16": ModelSpec(head="psp", **_R101, **_OS16),
+    "psp_r101_os16_pna": ModelSpec(head="psp", refine="nam+sam", **_R101, **_OS16),
     "upernet_r101": ModelSpec(head="upernet", **_R101),
-    # Semantic FPN, ResNet-50 / 101: Tables 1, 4, 5, 6
-    "fpn_r50": ModelSpec(head="fpn", aux=False, **_R50),
+    "deeplabv3_r50_os16": ModelSpec(head="aspp", **_R50, **_OS16),
+    "deeplabv3_r50_os16_pointrend": ModelSpec(head="aspp", refine="pointrend", **_R50, **_OS16),
+    "deeplabv3_r50_os16_pna": ModelSpec(head="aspp", refine="nam+sam", **_R50, **_OS16),
+    # MMSeg semantic FPN + PointRend, ResNetV1c-50 (Table 1)
     "fpn_r50_pointrend": ModelSpec(head="fpn", refine="pointrend", aux=False, **_R50),
-    "fpn_r50_pna": ModelSpec(head="fpn", refine="nam+sam", window_size=7, aux=False, **_R50),
-    "fpn_r101": ModelSpec(head="fpn", aux=False, **_R101),
-    "fpn_r101_pointrend": ModelSpec(head="fpn", refine="pointrend", aux=False, **_R101),
-    "fpn_r101_pna": ModelSpec(head="fpn", refine="nam+sam", window_size=7, aux=False, **_R101),
-    # DeepLabV3+, ResNet-50: Table 6
-    "deeplabv3plus_r50": ModelSpec(head="deeplabv3plus", **_R50, **_D8),
+    # MMSeg DeepLabV3+, ResNetV1c-50 at output stride 8 (Table 6's quoted baseline)
+    "deeplabv3plus_r50_os8": ModelSpec(head="deeplabv3plus", output_stride=8, **_R50),
+    # Detectron2 DeepLabV3, R-52 / R-103 at output stride 16 (Table 4)
+    "deeplabv3_r52_os16": ModelSpec(**_D2_ASPP, **_R52),
+    "deeplabv3_r52_os16_pointrend": ModelSpec(**_D2_ASPP, refine="pointrend", **_R52),
+    "deeplabv3_r52_os16_pna": ModelSpec(**_D2_ASPP, **_D2_PNA, **_R52),
+    "deeplabv3_r103_os16": ModelSpec(**_D2_ASPP, **_R103),
+    "deeplabv3_r103_os16_pointrend": ModelSpec(**_D2_ASPP, refine="pointrend", **_R103),
+    "deeplabv3_r103_os16_pna": ModelSpec(**_D2_ASPP, **_D2_PNA, **_R103),
+    # Detectron2 semantic FPN, R-103 (Table 4) and R-52 (Tables 5, 6), window 7
+    "fpn_r103": ModelSpec(**_D2_FPN, **_R103),
+    "fpn_r103_pointrend": ModelSpec(**_D2_FPN, refine="pointrend", **_R103),
+    "fpn_r103_pna": ModelSpec(**_D2_FPN, **_D2_PNA, window_size=7, **_R103),
+    "fpn_r52": ModelSpec(**_D2_FPN, **_R52),
+    "fpn_r52_pointrend": ModelSpec(**_D2_FPN, refine="pointrend", **_R52),
+    "fpn_r52_pna": ModelSpec(**_D2_FPN, **_D2_PNA, window_size=7, **_R52),
 })
 for _tag, _swin in (("swin_t", dict(backbone="swin_t")), ("swin_b", dict(backbone="swin_b"))):  # Table 3
     MODELS.update({
@@ -94,12 +113,12 @@ PAPER_ROWS: dict[tuple[str, str, str], str] = {
     ("table1", "FCN-OS-32 + Ours (NAM)", "ResNet50"): "fcn_r50_os32_pna_nam",
     ("table1", "FCN-OS-32 + Ours (NAM + SAM)", "ResNet50"): "fcn_r50_os32_pna",
     **{("table2", f"FCN-OS-32 + Ours (NAM), window {w}", "ResNet50"): "fcn_r50_os32_pna_nam" for w in (5, 7, 9, 11)},
-    ("table3", "DeeplabV3", "ResNet101"): "deeplabv3_r101_os8",
-    ("table3", "DeeplabV3 + PointRend", "ResNet101"): "deeplabv3_r101_os8_pointrend",
-    ("table3", "DeeplabV3 + PNA (ours)", "ResNet101"): "deeplabv3_r101_os8_pna",
-    ("table3", "PSP", "ResNet101"): "psp_r101_os8",
+    ("table3", "DeeplabV3", "ResNet101"): "deeplabv3_r101_os16",
+    ("table3", "DeeplabV3 + PointRend", "ResNet101"): "deeplabv3_r101_os16_pointrend",
+    ("table3", "DeeplabV3 + PNA (ours)", "ResNet101"): "deeplabv3_r101_os16_pna",
+    ("table3", "PSP", "ResNet101"): "psp_r101_os16",
     ("table3", "PSP + FPN (UperNet)", "ResNet101"): "upernet_r101",
-    ("table3", "PSP + PNA (ours)", "ResNet101"): "psp_r101_os8_pna",
+    ("table3", "PSP + PNA (ours)", "ResNet101"): "psp_r101_os16_pna",
     ("table3", "FPN", "Swin-T"): "fpn_swin_t",
     ("table3", "FPN + PointRend", "Swin-T"): "fpn_swin_t_pointrend",
     ("table3", "FCN + PNA (ours)", "Swin-T"): "fcn_swin_t_pna",
@@ -111,23 +130,23 @@ PAPER_ROWS: dict[tuple[str, str, str], str] = {
     ("table3", "FCN + PNA (ours)", "Swin-B"): "fcn_swin_b_pna",
     ("table3", "FPN + PSP (UperNet)", "Swin-B"): "upernet_swin_b",
     ("table3", "PSP + PNA (ours)", "Swin-B"): "psp_swin_b_pna",
-    ("table4", "DeeplabV3", "ResNet50"): "deeplabv3_r50_os8",
-    ("table4", "DeeplabV3 + PointRend", "ResNet50"): "deeplabv3_r50_os8_pointrend",
-    ("table4", "DeeplabV3 + PNA (ours)", "ResNet50"): "deeplabv3_r50_os8_pna",
-    ("table4", "DeeplabV3", "ResNet101"): "deeplabv3_r101_os8",
-    ("table4", "DeeplabV3 + PointRend", "ResNet101"): "deeplabv3_r101_os8_pointrend",
-    ("table4", "DeeplabV3 + PNA (ours)", "ResNet101"): "deeplabv3_r101_os8_pna",
-    ("table4", "FPN", "ResNet101"): "fpn_r101",
-    ("table4", "FPN + PointRend", "ResNet101"): "fpn_r101_pointrend",
-    ("table4", "FPN + PNA (ours)", "ResNet101"): "fpn_r101_pna",
-    ("table5", "FPN*", ""): "fpn_r50",
-    ("table5", "FPN + PointRend*", ""): "fpn_r50_pointrend",
-    ("table5", "FPN + PNA (ours)", ""): "fpn_r50_pna",
-    ("table6", "Deeplabv3+", ""): "deeplabv3plus_r50",
-    ("table6", "PointRend", ""): "fpn_r50_pointrend",   # the paper names no coarse head: FPN as in Table 5
-    ("table6", "FPN + PNA (ours)", ""): "fpn_r50_pna",
+    ("table4", "DeeplabV3", "ResNet50"): "deeplabv3_r52_os16",
+    ("table4", "DeeplabV3 + PointRend", "ResNet50"): "deeplabv3_r52_os16_pointrend",
+    ("table4", "DeeplabV3 + PNA (ours)", "ResNet50"): "deeplabv3_r52_os16_pna",
+    ("table4", "DeeplabV3", "ResNet101"): "deeplabv3_r103_os16",
+    ("table4", "DeeplabV3 + PointRend", "ResNet101"): "deeplabv3_r103_os16_pointrend",
+    ("table4", "DeeplabV3 + PNA (ours)", "ResNet101"): "deeplabv3_r103_os16_pna",
+    ("table4", "FPN", "ResNet101"): "fpn_r103",
+    ("table4", "FPN + PointRend", "ResNet101"): "fpn_r103_pointrend",
+    ("table4", "FPN + PNA (ours)", "ResNet101"): "fpn_r103_pna",
+    ("table5", "FPN*", ""): "fpn_r52",
+    ("table5", "FPN + PointRend*", ""): "fpn_r52_pointrend",
+    ("table5", "FPN + PNA (ours)", ""): "fpn_r52_pna",
+    ("table6", "Deeplabv3+", ""): "deeplabv3plus_r50_os8",
+    ("table6", "PointRend", ""): "fpn_r52_pointrend",   # the paper names no coarse head: FPN as in Table 5
+    ("table6", "FPN + PNA (ours)", ""): "fpn_r52_pna",
     # Printed "DeeplabV3+"; the text compares against DeepLabV3 as the coarse head (as paper_numbers.csv reads it).
-    ("table7", "DeeplabV3+", "ResNet50"): "deeplabv3_r50_os8",
-    ("table7", "DeeplabV3 + PointRend", "ResNet50"): "deeplabv3_r50_os8_pointrend",
-    ("table7", "DeeplabV3 + PNA (ours)", "ResNet50"): "deeplabv3_r50_os8_pna",
+    ("table7", "DeeplabV3+", "ResNet50"): "deeplabv3_r50_os16",
+    ("table7", "DeeplabV3 + PointRend", "ResNet50"): "deeplabv3_r50_os16_pointrend",
+    ("table7", "DeeplabV3 + PNA (ours)", "ResNet50"): "deeplabv3_r50_os16_pna",
 }

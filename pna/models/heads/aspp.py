@@ -2,7 +2,12 @@
 
 Branches: image pooling (global average -> 1x1 conv, broadcast back), a 1x1 conv, and one dilated
 3x3 conv per dilation > 1; the five outputs are concatenated and fused by a 3x3 conv; then the
-classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' configs (SPEC.md).
+classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' MMSeg configs (SPEC.md).
+
+``style="d2"`` is Detectron2's DeepLabV3 head, used by the authors' Cityscapes rows (256 channels,
+dilations (1, 6, 12, 18)): the branches are fused by a 1x1 conv instead of a 3x3 one, and the image
+pooling branch is a 1x1 conv with bias and ReLU but no norm (a BatchNorm over a 1x1 map is
+degenerate at small batches). Dropout 0.1 then the 1x1 predictor, as in MMSeg.
 """
 from __future__ import annotations
 
@@ -12,13 +17,17 @@ from torch import nn
 from ._common import Classifier, check_in_channels, conv_bn_relu, separable_conv_bn_relu
 
 
-class ImagePool(nn.Module):
-    """Global average pooling -> 1x1 conv-BN-ReLU, broadcast back to the input size."""
+STYLES = ("mm", "d2")
 
-    def __init__(self, in_channels: int, channels: int):
+
+class ImagePool(nn.Module):
+    """Global average pooling -> 1x1 conv-BN-ReLU (``norm=False``: conv with bias, ReLU), broadcast back."""
+
+    def __init__(self, in_channels: int, channels: int, norm: bool = True):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = conv_bn_relu(in_channels, channels, 1)
+        self.conv = (conv_bn_relu(in_channels, channels, 1) if norm
+                     else nn.Sequential(nn.Conv2d(in_channels, channels, 1), nn.ReLU(inplace=True)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pool(x)).expand(-1, -1, *x.shape[-2:])
@@ -27,18 +36,23 @@ class ImagePool(nn.Module):
 class ASPP(nn.Module):
     """Image pooling + one branch per dilation (1 -> 1x1 conv), concatenated, fused by a 3x3 conv.
 
-    ``separable=True`` makes the dilated branches depthwise-separable (DeepLabV3+).
+    ``separable=True`` makes the dilated branches depthwise-separable (DeepLabV3+); ``style="d2"``
+    fuses with a 1x1 conv and has no norm in the pooling branch (Detectron2).
 
     >>> ASPP(64, 16, dilations=(1, 2))(torch.zeros(2, 64, 9, 9)).shape
     torch.Size([2, 16, 9, 9])
+    >>> ASPP(64, 16, dilations=(1, 2), style="d2").bottleneck[0].kernel_size
+    (1, 1)
     """
 
     def __init__(self, in_channels: int, channels: int, dilations: tuple[int, ...] = (1, 12, 24, 36),
-                 separable: bool = False):
+                 separable: bool = False, style: str = "mm"):
         super().__init__()
         if not dilations or any(d < 1 for d in dilations):
             raise ValueError(f"ASPP: dilations must be positive integers, got {dilations!r}")
-        branches: list[nn.Module] = [ImagePool(in_channels, channels)]
+        if style not in STYLES:
+            raise ValueError(f"ASPP: style must be one of {STYLES}, got {style!r}")
+        branches: list[nn.Module] = [ImagePool(in_channels, channels, norm=style == "mm")]
         for d in dilations:
             if d == 1:
                 branches.append(conv_bn_relu(in_channels, channels, 1))
@@ -47,7 +61,7 @@ class ASPP(nn.Module):
             else:
                 branches.append(conv_bn_relu(in_channels, channels, 3, dilation=d))
         self.branches = nn.ModuleList(branches)
-        self.bottleneck = conv_bn_relu(len(branches) * channels, channels, 3)
+        self.bottleneck = conv_bn_relu(len(branches) * channels, channels, 3 if style == "mm" else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bottleneck(torch.cat([b(x) for b in self.branches], dim=1))
@@ -62,10 +76,10 @@ class ASPPHead(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], num_classes: int, channels: int = 512,
-                 dilations: tuple[int, ...] = (1, 12, 24, 36), dropout: float = 0.1):
+                 dilations: tuple[int, ...] = (1, 12, 24, 36), dropout: float = 0.1, style: str = "mm"):
         super().__init__()
         in_channels = check_in_channels(in_channels, "ASPPHead")
-        self.aspp = ASPP(in_channels[-1], channels, tuple(dilations))
+        self.aspp = ASPP(in_channels[-1], channels, tuple(dilations), style=style)
         self.classifier = Classifier(channels, num_classes, dropout)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -5,6 +5,9 @@ and addition, then a 3x3 output conv per level (plain convs with bias, no norm, 
 Head: each pyramid level goes through max(1, log2(stride / 4)) 3x3 conv-BN-ReLU (128 channels),
 each followed by a 2x bilinear upsampling until stride 4; the levels are summed; then the
 classifier. Logits come out at stride 4.
+
+The Detectron2 rows (Cityscapes, DeepGlobe, Trans10k) use Detectron2's variant of the same head:
+GroupNorm(32) instead of BatchNorm and no dropout before the predictor (``norm="gn", dropout=0``).
 """
 from __future__ import annotations
 
@@ -38,12 +41,12 @@ class FPN(nn.Module):
         return [conv(x) for conv, x in zip(self.output, laterals)]
 
 
-def _scale_head(in_channels: int, channels: int, stride: int, base_stride: int) -> nn.Sequential:
+def _scale_head(in_channels: int, channels: int, stride: int, base_stride: int, norm: str = "bn") -> nn.Sequential:
     """3x3 conv-BN-ReLU blocks that bring one pyramid level to ``base_stride`` by 2x upsamplings."""
     steps = max(1, int(math.log2(stride) - math.log2(base_stride)))
     layers: list[nn.Module] = []
     for k in range(steps):
-        layers.append(conv_bn_relu(in_channels if k == 0 else channels, channels, 3))
+        layers.append(conv_bn_relu(in_channels if k == 0 else channels, channels, 3, norm=norm))
         if stride != base_stride:
             layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
     return nn.Sequential(*layers)
@@ -61,7 +64,7 @@ class SemanticFPNHead(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], num_classes: int, channels: int = 128, fpn_channels: int = 256,
-                 feature_strides: tuple[int, ...] = (4, 8, 16, 32), dropout: float = 0.1):
+                 feature_strides: tuple[int, ...] = (4, 8, 16, 32), dropout: float = 0.1, norm: str = "bn"):
         super().__init__()
         in_channels = check_in_channels(in_channels, "SemanticFPNHead")
         if len(feature_strides) != len(in_channels):
@@ -69,7 +72,7 @@ class SemanticFPNHead(nn.Module):
                              f"{in_channels!r} in length")
         self.fpn = FPN(in_channels, fpn_channels)
         self.scale_heads = nn.ModuleList(
-            _scale_head(fpn_channels, channels, s, feature_strides[0]) for s in feature_strides)
+            _scale_head(fpn_channels, channels, s, feature_strides[0], norm) for s in feature_strides)
         self.classifier = Classifier(channels, num_classes, dropout)
         self.fine_channels = fpn_channels
 

@@ -1,0 +1,81 @@
+"""What a config builds: its training set, evaluation set and model (shared by train, evaluate,
+the notebooks and the rehearsal, so that each is built one way).
+
+Example::
+
+    >>> from pna.configs import load_config
+    >>> cfg = load_config("voc/fcn_r50_os32_pna", "paper")
+    >>> build_train_transform_of(cfg).transforms[0].__class__.__name__
+    'RandomRescale'
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pna import distributed as dist
+from pna.configs import Config
+
+
+def build_train_transform_of(cfg: Config):
+    """The training transform of ``cfg.data`` (resize, category-area crop, flip, photometric)."""
+    from pna.data.transforms import build_train_transform
+
+    d = cfg.data
+    return build_train_transform(d.crop, d.scale_range, d.flip, d.photometric, base_size=d.scale_base,
+                                 short_sides=d.short_sides, max_size=d.max_size, cat_max_ratio=d.cat_max_ratio)
+
+
+def build_train_set(cfg: Config):
+    from pna.data import build_dataset
+
+    d = cfg.data
+    return build_dataset(d.dataset, d.root, d.train_split, transform=build_train_transform_of(cfg), **d.options)
+
+
+def build_eval_set(cfg: Config):
+    from pna.data import build_dataset
+    from pna.data.transforms import build_eval_transform
+
+    d = cfg.data
+    return build_dataset(d.eval_dataset or d.dataset, d.root, d.eval_split,
+                         transform=build_eval_transform(d.eval_short_side, d.eval_max_size),
+                         **{**d.options, **d.eval_options})
+
+
+def create_model_of(cfg: Config, num_classes: int) -> nn.Module:
+    """The Segmentor of ``cfg.model`` (random init of the backbone refused unless allowed)."""
+    from pna.models import create_model, get_spec
+
+    spec = get_spec(cfg.model.name, **cfg.model.overrides)
+    if spec.pretrained is None and not cfg.model.allow_random_init:
+        raise ValueError(
+            f"{cfg.name} ({cfg.profile}): backbone {spec.backbone!r} has no pretrained weights and "
+            "model.allow_random_init is False; the paper starts from ImageNet-1k weights. Pass them "
+            "(notebook parameter `weights`, or --set model.overrides.pretrained=PATH), or allow random "
+            "init explicitly (allow_random_init=True / --set model.allow_random_init=True)")
+    return create_model(cfg.model.name, num_classes, **cfg.model.overrides)
+
+
+def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Module:
+    """The model of ``cfg`` on ``device``, BatchNorm synchronised across DDP ranks when asked."""
+    model = create_model_of(cfg, num_classes)
+    if dist.world_size() > 1 and cfg.train.syncbn:
+        model = dist.convert_sync_batchnorm(model, device)
+    return model.to(device)
+
+
+def model_from_checkpoint(checkpoint: dict, num_classes: int) -> nn.Module:
+    """The Segmentor described by a checkpoint's config, with its weights loaded (no backbone
+    weights file is read: the checkpoint holds every weight)."""
+    from pna.configs import config_from_dict
+    from pna.models import create_model
+
+    cfg = config_from_dict(checkpoint["config"])
+    overrides = {**cfg.model.overrides, "pretrained": None}
+    import warnings
+    with warnings.catch_warnings():  # the random init the warning is about is overwritten just below
+        warnings.filterwarnings("ignore", message=".*RANDOMLY INITIALISED.*")
+        model = create_model(cfg.model.name, num_classes, **overrides)
+    model.load_state_dict(checkpoint["model"])
+    return model
