@@ -47,7 +47,7 @@ def test_papermill_parameters_reach_the_results(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     written = sorted(p.name for p in (out / "table5").glob("*.json"))
-    assert written == ["fpn_r50.smoke.json", "fpn_r50_pna.smoke.json"]
+    assert written == ["fpn_r52.smoke.json", "fpn_r52_pna.smoke.json"]
     assert not (tmp_path / "unused").exists()  # out_dir, not the environment's default, got them
     for name in written:
         record = json.loads((out / "table5" / name).read_text())

@@ -95,7 +95,7 @@ def test_point_loss_reads_labels_nearest_and_ignores_255():
     assert point_cross_entropy({"logits": logits.requires_grad_(), "coords": coords}, every_ignored).item() == 0
 
 
-@pytest.mark.parametrize("name", ["fpn_r50_pointrend", "deeplabv3_r50_os8_pointrend"])
+@pytest.mark.parametrize("name", ["fpn_r50_pointrend", "deeplabv3_r50_os16_pointrend"])
 def test_pointrend_model_training_step_and_inference(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -72,7 +72,7 @@ def test_paper_numbers_transcribe_tables_1_to_7():
 def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
     smoke = load_config("voc/fcn_r50_os32_pna", "smoke")
     write_result(_record(smoke, {"P0": 0.5, "P1": 0.55, "P2": 0.6, "P3": 0.62, "P4": 0.65}), tmp_path)
-    trans = load_config("trans10k/fpn_r50_pna", "smoke")
+    trans = load_config("trans10k/fpn_r52_pna", "smoke")
     write_result(_record(trans, {"P0": 0.7, "P4": 0.8}, split="test"), tmp_path)
     table = ours_beside_paper(load_results(root=tmp_path))
     t1 = table[table.table == "table1"].set_index("column")

@@ -170,15 +170,15 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(cache, tmp_path):
 
 
 def test_rows_that_train_the_same_thing_share_one_run(cache, isolated):
-    # Table 4's and Table 7's smoke DeepLabV3 differ only in their labels.
+    # Table 5's and Table 6's smoke FPN + PNA differ only in their labels.
     overrides = tiny_overrides(cache, iters=2)
-    first = train(load_config("cityscapes/deeplabv3_r50_os8", "smoke", overrides), progress=False)
-    second = train(load_config("cocostuff10k/deeplabv3_r50_os8", "smoke", overrides), progress=False)
+    first = train(load_config("deepglobe/fpn_r52_pna", "smoke", overrides), progress=False)
+    second = train(load_config("trans10k/fpn_r52_pna", "smoke", overrides), progress=False)
     assert not first.reused and second.reused and second.run_dir == first.run_dir
     assert second.metrics == first.metrics
     written = json.loads(second.result_path.read_text())
-    assert second.result_path.parent.name == "table7" and written["config"]["table"] == "table7"
-    assert json.loads(first.result_path.read_text())["config"]["table"] == "table4"
+    assert second.result_path.parent.name == "table6" and written["config"]["table"] == "table6"
+    assert json.loads(first.result_path.read_text())["config"]["table"] == "table5"
 
     # Table 2's L=9 row is Table 1's NAM row under another name.
     nam = train(load_config("voc/fcn_r50_os32_pna_nam", "smoke", overrides), progress=False)

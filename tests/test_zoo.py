@@ -48,10 +48,22 @@ def test_paper_rows_agree_with_the_training_configs():
 
 
 def test_specs_follow_the_documented_conventions():
-    assert get_spec("deeplabv3_r101_os8").output_stride == 8 and get_spec("upernet_r101").output_stride == 32
+    assert get_spec("deeplabv3_r101_os16").output_stride == 16 and get_spec("upernet_r101").output_stride == 32
+    assert get_spec("fcn_r50_os8").output_stride == 8 and get_spec("deeplabv3plus_r50_os8").output_stride == 8
     assert get_spec("psp_swin_t_pna_nam").refine == "nam" and get_spec("psp_swin_t_pna").refine == "nam+sam"
-    assert not get_spec("fpn_r101_pointrend").aux and get_spec("deeplabv3_r50_os8_pointrend").aux
-    assert get_spec("fpn_r50_pna").window_size == 7 and get_spec("fcn_swin_b_pna").window_size == 9
+    assert not get_spec("fpn_r103_pointrend").aux and get_spec("deeplabv3_r50_os16_pointrend").aux
+    assert get_spec("fpn_r52_pna").window_size == 7 and get_spec("fcn_swin_b_pna").window_size == 9
+    # the Detectron2 rows, no aux head, bias-less PNA embeddings, GN FPN, d2 ASPP
+    d2 = [n for n in list_models() if "_r52" in n or "_r103" in n]
+    assert len(d2) == 12 and all(not get_spec(n).aux for n in d2)
+    assert all(not get_spec(n).embed_bias for n in d2 if n.endswith("_pna"))
+    assert get_spec("fpn_r52_pna").head_kwargs == {"norm": "gn", "dropout": 0.0}
+    assert get_spec("deeplabv3_r103_os16").head_kwargs["style"] == "d2"
+    # every name that can say its ResNet stride does
+    for name in list_models():
+        spec = get_spec(name)
+        if spec.head in ("aspp", "psp", "deeplabv3plus") and "swin" not in name:
+            assert f"_os{spec.output_stride}" in name, name
     assert {get_spec(n).backbone for n in list_models() if "swin_b" in n} == {"swin_b"}
 
 
