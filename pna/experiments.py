@@ -13,15 +13,18 @@ Example::
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 import torch
 
-from pna.configs import PAPER_DATA, ROWS, load_config
+from pna.configs import PAPER_DATA, PROFILES, ROWS, apply_overrides, load_config
 from pna.build import build_eval_set, model_from_checkpoint
 from pna.train import RunResult, train
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def table_rows(table: str) -> list[str]:
@@ -33,6 +36,53 @@ def table_rows(table: str) -> list[str]:
     return rows
 
 
+def parse_list(value, name: str = "rows") -> list[str] | None:
+    """What papermill users type for a list parameter, as a list of names.
+
+    Accepts None, a list/tuple, a single name, a comma-separated string, or the text of a Python or
+    JSON list (``-p rows "['a', 'b']"`` arrives as that text).
+
+    >>> parse_list("fpn_r52_pna"), parse_list("a, b"), parse_list("['a', 'b']"), parse_list(["a"])
+    (['fpn_r52_pna'], ['a', 'b'], ['a', 'b'], ['a'])
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "(")):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{name}: cannot read {value!r} as a list; give a name, 'a,b' or ['a', 'b']") from None
+        elif text.lower() in ("none", "null", ""):
+            return None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: expected a list of names, a name or 'a,b', got {value!r}")
+    return list(value)
+
+
+def parse_rows(rows, table: str) -> list[str]:
+    """The rows of ``table`` a notebook should train: ``rows`` as :func:`parse_list` reads it
+    (None: every row of the table); an unknown name is an error listing the table's rows."""
+    known = table_rows(table)
+    chosen = parse_list(rows, "rows")
+    if chosen is None:
+        return known
+    unknown = [r for r in chosen if r not in known]
+    if unknown:
+        raise ValueError(f"{table} has no row(s) {unknown}; its rows are {known}")
+    return chosen
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a one-line error naming the parameter."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
 def _config_name(table: str, row: str) -> str:
     for name, spec in ROWS.items():
         if spec.table == table and spec.name == row:
@@ -42,11 +92,18 @@ def _config_name(table: str, row: str) -> str:
 
 def make_config(table: str, row: str, profile: str = "smoke", data_root: str | None = None,
                 device: str = "auto", iters: int | None = None, batch_size: int | None = None,
-                seed: int = 0, overrides: Sequence[str] = ()):
+                seed: int = 0, overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
+                workers: int | None = None):
     """The config of one row with the notebook parameters applied (``None`` keeps the profile's).
 
     ``data_root=None`` means the built-in synthetic set (smoke) and is an error for ``paper``; a
-    ``data_root`` with the smoke profile trains the smoke schedule on the row's real dataset."""
+    ``data_root`` with the smoke profile trains the smoke schedule on the row's real dataset.
+    ``weights`` (paper profile): a folder of ImageNet weight files under their documented names, or
+    a mapping backbone -> file (:func:`pna.models.weights.resolve_pretrained`); without them the
+    paper profile refuses a randomly initialised backbone unless ``allow_random_init``.
+    """
+    check_choice(profile, "profile", PROFILES)
+    check_choice(device, "device", DEVICES)
     name = _config_name(table, row)
     if profile == "paper" and data_root is None:
         raise ValueError(f"profile='paper' trains on the real dataset of {table}: give data_root "
@@ -57,22 +114,37 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         if profile == "smoke":
             real = PAPER_DATA[ROWS[name].dataset]
             changes += [f"data.dataset={real['dataset']!r}", f"data.eval_split={real['eval_split']!r}",
-                         f"data.eval_dataset={real.get('eval_dataset')!r}", "data.options={}"]
+                        f"data.eval_dataset={real.get('eval_dataset')!r}", "data.options={}"]
     if iters is not None:
         changes.append(f"train.iters={iters}")
     if batch_size is not None:
         changes.append(f"train.batch_size={batch_size}")
-    return load_config(name, profile, [*changes, *overrides])
+    if workers is not None:
+        changes.append(f"train.workers={workers}")
+    if allow_random_init is not None:
+        changes.append(f"model.allow_random_init={bool(allow_random_init)}")
+    cfg = load_config(name, profile, [*changes, *overrides])
+    if weights is not None and profile == "paper":
+        from pna.models import get_spec
+        from pna.models.weights import resolve_pretrained
+
+        backbone = get_spec(cfg.model.name, **cfg.model.overrides).backbone
+        path = resolve_pretrained(weights, backbone)
+        if path is not None:
+            cfg = apply_overrides(cfg, {"model.overrides.pretrained": str(path)})
+    return cfg
 
 
-def run_rows(table: str, rows: Sequence[str] | None = None, profile: str = "smoke",
+def run_rows(table: str, rows=None, profile: str = "smoke",
              data_root: str | None = None, device: str = "auto", iters: int | None = None,
              batch_size: int | None = None, seed: int = 0, out_dir: str | None = None,
-             overrides: Sequence[str] = ()) -> dict[str, RunResult]:
+             overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
+             workers: int | None = None) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
-    (default: ``results/``); ``rows=None`` runs every row of the table."""
-    rows = table_rows(table) if rows is None else list(rows)
-    configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides)
+    (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row)."""
+    rows = parse_rows(rows, table)
+    configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides,
+                                weights, allow_random_init, workers)
                for row in rows}  # every row is checked before the first one trains
     runs = {}
     for i, (row, cfg) in enumerate(configs.items(), 1):

@@ -28,6 +28,10 @@ from pna.paths import results_dir
 from pna.results import load_paper_numbers, load_results, ours_beside_paper
 
 COST_COLUMNS = {"params_m": "params", "gflops": "GFLOPs", "fps": "FPS"}  # profile CSV -> paper column
+# FPS is only comparable on one device: it is shown as the ratio to this row's FPS on the same device
+# (the paper's 27.9 / 44.9 = 0.62 for FCN-OS-32 + NAM + SAM on an RTX 3090).
+FPS_REFERENCE = "fcn_r50_os32"
+FPS_RATIO = "FPS / FCN-OS-32"
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
@@ -54,6 +58,36 @@ def _cost_measurements(table: str, root: Path) -> pd.DataFrame:
     return wide.melt(id_vars=["row"], value_vars=list(COST_COLUMNS.values()), var_name="column", value_name="ours")
 
 
+def _fps_as_ratio(frame: pd.DataFrame) -> pd.DataFrame:
+    """Paper and our FPS divided by FCN-OS-32's FPS on the same device (each side its own)."""
+    fps = frame["column"] == "FPS"
+    reference = frame[fps & (frame["row"] == FPS_REFERENCE)]
+    if not fps.any() or reference.empty:
+        return frame
+    frame = frame.copy()
+    frame.loc[fps, "value"] = frame.loc[fps, "value"] / float(reference["value"].iloc[0])
+    ours_reference = reference["ours"].iloc[0]
+    frame.loc[fps, "ours"] = frame.loc[fps, "ours"] / ours_reference if pd.notna(ours_reference) else float("nan")
+    frame.loc[fps, "column"] = FPS_RATIO
+    return frame
+
+
+def fps_note(table: str, root: Path | None = None) -> str:
+    """The absolute FPS behind the ratios of ``table``, and the device they were measured on."""
+    from pna.profile import load_cost_table
+
+    try:
+        cost = load_cost_table(table, Path(root or results_dir())).set_index("model")
+    except FileNotFoundError:
+        return ""
+    if FPS_REFERENCE not in cost.index or "fps" not in cost:
+        return ""
+    ours = ", ".join(f"{m} {v:.3g}" for m, v in cost["fps"].dropna().items())
+    size, device = cost.loc[FPS_REFERENCE, "size"], cost.loc[FPS_REFERENCE, "device"]
+    return (f"FPS is shown as the ratio to FCN-OS-32 on the same device. Absolute: paper on an RTX 3090 "
+            f"(FCN-OS-32 44.9 images/s); ours at {size} on {device}: {ours} images/s.")
+
+
 def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd.DataFrame:
     """Every number the paper prints for ``table``, with ours (this profile) and the difference;
     rows we have not run, or that the paper only cites, keep an empty ``ours``."""
@@ -68,6 +102,7 @@ def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd
     if len(cost):
         frame = frame.merge(cost.rename(columns={"ours": "ours_cost"}), on=["row", "column"], how="left")
         frame["ours"] = frame["ours"].fillna(frame.pop("ours_cost"))
+    frame = _fps_as_ratio(frame)
     frame["diff"] = frame["ours"] - frame["value"]
     frame = frame.rename(columns={"value": "paper"})
     return frame[["method", "backbone", "split", "column", "paper", "ours", "diff", "row"]].reset_index(drop=True)
@@ -86,7 +121,9 @@ def write_tables(profile: str = "smoke", root: str | Path | None = None) -> dict
             continue
         scale = ("smoke scale: synthetic data, small backbone, a few hundred CPU iterations; "
                  "not comparable with the paper's numbers" if profile == "smoke" else "paper settings")
-        text = f"# {table}: ours ({profile}) beside the paper\n\n_{scale}._\n\n{markdown_table(frame)}\n"
+        note = fps_note(table, root) if (frame["column"] == FPS_RATIO).any() else ""
+        text = f"# {table}: ours ({profile}) beside the paper\n\n_{scale}._\n\n{markdown_table(frame, 2)}\n"
+        text += f"\n{note}\n" if note else ""
         (out / f"{table}.{profile}.md").write_text(text)
         tables[table] = frame
     return tables

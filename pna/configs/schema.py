@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -72,6 +73,15 @@ class OptimConfig:
     decay_rule: str = "default"         # which parameters get no weight decay, see pna.optim.no_decay_names
 
 
+def default_workers(most: int = 4) -> int:
+    """Loader worker processes: ``most``, but never more than the CPUs this process may use."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(0, min(most, usable))
+
+
 @dataclass
 class TrainConfig:
     """The iteration-based loop. `batch_size` is the effective batch over all processes."""
@@ -83,7 +93,7 @@ class TrainConfig:
     log_interval: int = 50
     seed: int = 0
     amp: bool = True                    # only used on CUDA
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())  # data-loader processes
     syncbn: bool = True                 # only used when world size > 1
     device: str = "auto"                # auto | cpu | cuda
 
