@@ -121,7 +121,7 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         changes.append(f"train.batch_size={batch_size}")
     if workers is not None:
         changes.append(f"train.workers={workers}")
-    if allow_random_init is not None:
+    if allow_random_init is not None and profile == "paper":  # the smoke backbones have no weights to load
         changes.append(f"model.allow_random_init={bool(allow_random_init)}")
     cfg = load_config(name, profile, [*changes, *overrides])
     if weights is not None and profile == "paper":

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-COMMON = {"profile", "data_root", "device", "rows", "iters", "batch_size", "seed", "out_dir"}
+COMMON = {"profile", "data_root", "device", "rows", "iters", "batch_size", "seed", "out_dir", "weights",
+          "allow_random_init", "workers"}
 
 
 def _parameters_cell(path: Path):
@@ -36,15 +38,18 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} has outputs"
 
 
-def test_papermill_parameters_reach_the_results(tmp_path):
-    out = tmp_path / "results"
+def _papermill(notebook: str, tmp_path: Path, *parameters: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PNA_RUNS_DIR": str(tmp_path / "runs"), "PNA_RESULTS_DIR": str(tmp_path / "unused"),
            "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "04_deepglobe.ipynb"),
-               str(tmp_path / "04.ipynb"), "--cwd", str(ROOT / "notebooks"), "--no-progress-bar",
-               "-p", "iters", "6", "-p", "batch_size", "4", "-p", "seed", "3", "-p", "device", "cpu",
-               "-p", "out_dir", str(out)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / notebook), str(tmp_path / notebook),
+               "--cwd", str(ROOT / "notebooks"), "--no-progress-bar", *parameters]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_papermill_parameters_reach_the_results(tmp_path):
+    out = tmp_path / "results"
+    done = _papermill("04_deepglobe.ipynb", tmp_path, "-p", "iters", "6", "-p", "batch_size", "4", "-p", "seed", "3",
+                      "-p", "device", "cpu", "-p", "out_dir", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     written = sorted(p.name for p in (out / "table5").glob("*.json"))
     assert written == ["fpn_r52.smoke.json", "fpn_r52_pna.smoke.json"]
@@ -54,3 +59,24 @@ def test_papermill_parameters_reach_the_results(tmp_path):
         assert record["iterations"] == 6
         assert record["config"]["train"]["batch_size"] == 4 and record["config"]["train"]["seed"] == 3
         assert record["config"]["train"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ("fpn_r52_pna", ["fpn_r52_pna"]),                                   # -p rows NAME: a plain string
+    ("['fpn_r52_pointrend', 'fpn_r52_pna']", ["fpn_r52_pna", "fpn_r52_pointrend"]),  # the text of a list
+])
+def test_a_notebook_runs_any_subset_of_its_rows(tmp_path, rows, expected):
+    out = tmp_path / "results"
+    done = _papermill("04_deepglobe.ipynb", tmp_path, "-p", "rows", rows, "-p", "iters", "2", "-p", "batch_size", "2",
+                      "-p", "out_dir", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name.split(".")[0] for p in (out / "table5").glob("*.json")) == expected
+    executed = (tmp_path / "04_deepglobe.ipynb").read_text()
+    assert "not trained in this run" in executed  # the comparisons it could not make are listed
+
+
+def test_an_unknown_row_is_a_one_line_error_listing_the_table(tmp_path):
+    done = _papermill("04_deepglobe.ipynb", tmp_path, "-p", "rows", "fpn_r50_pna")
+    assert done.returncode != 0
+    assert "table5 has no row(s) ['fpn_r50_pna']; its rows are ['fpn_r52', 'fpn_r52_pointrend', 'fpn_r52_pna']" in (
+        done.stdout + done.stderr)
