@@ -48,6 +48,7 @@ class RunResult:
     record: dict
     result_path: Path | None
     reused: bool
+    finished: bool = True  # False: stopped by ``stop_after`` with its resume state saved (no metrics)
 
     @property
     def checkpoint(self) -> Path:
@@ -120,9 +121,10 @@ class Trainer:
 
     def evaluate(self) -> dict:
         e = self.cfg.eval
+        start = time.perf_counter()
         metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
                                  batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2))
-        return {"split": self.cfg.data.eval_split, **metrics}
+        return {"split": self.cfg.data.eval_split, **metrics, "eval_seconds": round(time.perf_counter() - start, 3)}
 
     def train_step(self, batch: dict) -> tuple[float, dict]:
         images = batch["image"].to(self.device, non_blocking=True)
@@ -140,15 +142,18 @@ class Trainer:
         self.scheduler.step()
         return loss.detach().item(), {k: float(v.detach()) for k, v in parts.items()}
 
-    def fit(self) -> dict:
+    def fit(self, stop_after: int | None = None) -> dict | None:
+        """Train to ``train.iters`` and evaluate; with ``stop_after``, stop after that many
+        iterations of this call, save the resume state and return None (a time-sliced job)."""
         t = self.cfg.train
+        stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
         batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
                                 self.world, dist.rank(), pin_memory=self.device.type == "cuda")
         bar = tqdm(total=t.iters, initial=self.iteration, desc=self.cfg.row, dynamic_ncols=True,
                    disable=not (self.progress and dist.is_main()))
         start = time.perf_counter() - self.elapsed
         self.model.train()
-        while self.iteration < t.iters:
+        while self.iteration < stop_at:
             lr = self.optimizer.param_groups[0]["lr"]
             loss, parts = self.train_step(next(batches))
             self.iteration += 1
@@ -166,6 +171,9 @@ class Trainer:
             if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
                 self._save_last()
         bar.close()
+        if self.iteration < t.iters:
+            self._save_last()
+            return None
         metrics = self.evaluate()
         self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
         return metrics
@@ -178,7 +186,7 @@ def _announce(text: str) -> None:
 
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           reuse: bool = True, results_dir: str | Path | None = None, write_results: bool = True,
-          progress: bool = True) -> RunResult:
+          progress: bool = True, stop_after: int | None = None) -> RunResult:
     """Train `cfg` (or load its finished run), evaluate every stage, write the results JSON.
 
     `out_dir` defaults to ``runs/<model>-<profile>-<hash10>/``. A finished run of the same config
@@ -204,7 +212,11 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     dist.barrier()
     _announce(f"{cfg.name} ({cfg.profile}): {'resuming' if action == 'resume' else 'training'} in {run.path}")
     trainer = Trainer(cfg, run, device, resume=action == "resume", progress=progress)
-    metrics = trainer.fit()
+    metrics = trainer.fit(stop_after)
+    if metrics is None:
+        _announce(f"{cfg.name} ({cfg.profile}): stopped at iteration {trainer.iteration}; resume state in {run.last}")
+        return RunResult(run.path, cfg, cfg_hash, {}, {"iteration": trainer.iteration}, None, reused=False,
+                         finished=False)
     sizes = {"train": len(trainer.train_set), "eval": len(trainer.eval_set)}
     record = {**provenance(cfg, cfg_hash, device, trainer.world, sizes, trainer.iteration, trainer.elapsed),
               "metrics": metrics, "run_dir": str(run.path), "log": str(run.log)}
@@ -232,10 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")
     parser.add_argument("--no-reuse", action="store_true", help="do not load a finished run of the same config")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="train at most N iterations in this call, then save the resume state and exit "
+                             "(continue later with the same command)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.profile, args.set)
     result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
-                   results_dir=args.results_dir, progress=not args.no_progress)
+                   results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
+    if not result.finished:
+        dist.cleanup()
+        return 0
     if dist.is_main():
         stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
         print(f"mIoU (%): {stages}")
