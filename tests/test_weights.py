@@ -287,6 +287,8 @@ def test_resolve_pretrained(tmp_path):
         resolve_pretrained({"resnet103": tmp_path / "R-103.pkl"}, "resnet103")
     with pytest.raises(FileNotFoundError, match="no_such_folder"):
         resolve_pretrained(tmp_path / "no_such_folder", "resnet52")
+    with pytest.raises(IsADirectoryError, match="resolve_pretrained"):
+        build("resnet52", pretrained=tmp_path)
     (tmp_path / "resnet101_v1c-00000000.pth").touch()
     with pytest.raises(ValueError, match="several files match"):
         resolve_pretrained(tmp_path, "resnet101c")

@@ -207,6 +207,9 @@ def _fetch(pretrained: str | Path, backbone: str) -> tuple[str, dict]:
     if isinstance(pretrained, str) and pretrained.startswith(HUB_PREFIXES):
         return pretrained, hub_state_dict(pretrained, backbone)
     path = Path(pretrained).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"pretrained for backbone {backbone!r} is a folder: {path}; pass a file, or pick "
+                                f"it with resolve_pretrained(folder, {backbone!r})")
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file for backbone {backbone!r} not found: {path} "
                                 f"(a timm hub name is written 'timm:<name>' or 'hf-hub:<repo>')")
