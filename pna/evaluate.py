@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from pna import distributed as dist
 from pna.loader import eval_loader
 from pna.metrics import ConfusionMatrix
+from pna.models.segmentor import predict_at_input_size
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -43,8 +44,8 @@ def _resize(logits: Tensor, size: Sequence[int]) -> Tensor:
 
 
 def _stage_outputs(model: nn.Module, images: Tensor, stages: Sequence[str]) -> dict[str, Tensor]:
-    outputs = model(images, return_all=True)
-    return {name: _resize(outputs[name], images.shape[-2:]).float() for name in stages}
+    # padding for backbones that need it (Swin: multiples of 32) happens there, cropped back
+    return {name: logits.float() for name, logits in predict_at_input_size(model, images, stages).items()}
 
 
 @torch.no_grad()

@@ -1,4 +1,10 @@
-"""Segmentor = backbone + coarse head (+ progressive refinement) (+ auxiliary head)."""
+"""Segmentor = backbone + coarse head (+ progressive refinement) (+ auxiliary head).
+
+Inference at any input size happens in one place, :func:`predict_at_input_size` (used by the eval
+forward and by ``pna.evaluate.predict_stages``): an image whose sides are not multiples of the
+backbone's ``size_divisor`` (32 for Swin, 1 for ResNets) is zero-padded at the bottom and right, as
+mmseg pads normalised images, and the logits, upsampled to the padded size, are cropped back.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,12 +26,51 @@ def upsample_to(logits: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def size_divisor(model: nn.Module) -> int:
+    """The multiple the input sides must be for ``model``'s backbone (1 when it has no such need)."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return int(getattr(getattr(model, "backbone", None), "size_divisor", 1))
+
+
+def pad_to_multiple(images: Tensor, divisor: int) -> Tensor:
+    """Zero-pad (B, C, H, W) at the bottom and right so that H and W are multiples of ``divisor``.
+
+    Example:
+        >>> pad_to_multiple(torch.ones(1, 3, 500, 375), 32).shape
+        torch.Size([1, 3, 512, 384])
+    """
+    h, w = images.shape[-2:]
+    pad_h, pad_w = -h % divisor, -w % divisor
+    return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+
+
+def predict_at_input_size(model: nn.Module, images: Tensor, stages: Sequence[str]) -> dict[str, Tensor]:
+    """Logits of ``stages`` at the input size, padding inputs the backbone cannot take as they are.
+
+    ``model(images, return_all=True)`` must return native-stride logits by stage name.
+
+    Example:
+        >>> import warnings; warnings.simplefilter("ignore")
+        >>> from pna.models import build_backbone
+        >>> from pna.models.heads import build_head
+        >>> backbone = build_backbone("swin_t")
+        >>> model = Segmentor(backbone, build_head("fcn", backbone.out_channels, 3, channels=8)).eval()
+        >>> predict_at_input_size(model, torch.zeros(1, 3, 50, 70), ["P0"])["P0"].shape
+        torch.Size([1, 3, 50, 70])
+    """
+    h, w = images.shape[-2:]
+    padded = pad_to_multiple(images, size_divisor(model))
+    outputs = model(padded, return_all=True)
+    return {name: upsample_to(outputs[name], padded.shape[-2:])[..., :h, :w] for name in stages}
+
+
 class Segmentor(nn.Module):
     """Every prediction of a segmentation model, each as class logits at its native stride.
 
     ``forward(images)`` in training mode (or with ``return_all=True``) returns a dict
     ``{"P0": ..., "P1".."P4": ... (with refinement), "aux": ... (training only)}``; in eval mode it
-    returns the last prediction upsampled bilinearly to the image size.
+    returns the last prediction upsampled bilinearly to the image size (any size: see
+    :func:`predict_at_input_size`). ``return_all=True`` runs the input as it is.
 
     Example:
         >>> import warnings; warnings.simplefilter("ignore")
@@ -58,10 +103,10 @@ class Segmentor(nn.Module):
         return outputs
 
     def forward(self, images: Tensor, return_all: bool = False) -> Tensor | dict[str, Tensor]:
-        outputs = self.predict_all(images)
         if self.training or return_all:
-            return outputs
-        return upsample_to(outputs[self.stage_names[-1]], images.shape[-2:])
+            return self.predict_all(images)
+        last = self.stage_names[-1]
+        return predict_at_input_size(self, images, [last])[last]
 
     @torch.no_grad()
     def attention_maps(self, images: Tensor) -> dict[str, Tensor]:

@@ -4,7 +4,8 @@ Swin-T (embed 96, depths 2-2-6-2) and Swin-B (embed 128, depths 2-2-18-2), windo
 paper. Segmentation conventions of the Swin/MMSeg segmentation code, which the authors used:
 
 - any input whose sides are multiples of 32 is accepted (timm ``strict_img_size=False``; the
-  attention masks are built for the actual size on each forward);
+  attention masks are built for the actual size on each forward); ``size_divisor = 32`` tells
+  :class:`pna.models.segmentor.Segmentor` to pad other sizes for inference (mmseg's way) and crop back;
 - every block keeps the 7x7 window and its cyclic shift of 3 whatever the feature size
   (``always_partition=True``; feature maps are padded up to a multiple of the window), as MMSeg
   does, instead of timm's default of shrinking the window to a small map;
@@ -12,8 +13,9 @@ paper. Segmentation conventions of the Swin/MMSeg segmentation code, which the a
   the classification head and final norm are removed;
 - stochastic depth 0.3 (the MMSeg UperNet-Swin configs).
 
-``pretrained`` is a local timm/Microsoft ImageNet-1k checkpoint file (timm converts the original
-layout); without one the backbone is randomly initialised and says so loudly.
+``pretrained`` is Microsoft's official ImageNet-1k checkpoint, a timm-format file or a ``timm:``
+hub name (:mod:`pna.models.backbones.weights`); without one the backbone is randomly initialised
+and says so loudly (or refuses, with ``allow_random_init=False``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from .resnet import check_pretrained_file
+from .weights import LoadReport, load_pretrained, require_weights_or_warn
 
 SWINS: dict[str, str] = {
     "swin_t": "swin_tiny_patch4_window7_224",
@@ -42,19 +44,18 @@ class SwinBackbone(nn.Module):
         ([(96, 16, 24), (192, 8, 12), (384, 4, 6), (768, 2, 3)], [4, 8, 16, 32])
     """
 
+    size_divisor = SIZE_DIVISOR  # the input sides it takes as they are
+
     def __init__(self, name: str = "swin_t", output_stride: int = 32, pretrained: str | Path | None = None,
-                 drop_path_rate: float = 0.3):
+                 drop_path_rate: float = 0.3, allow_random_init: bool = True):
         super().__init__()
         if name not in SWINS:
             raise ValueError(f"unknown Swin backbone {name!r}; expected one of {sorted(SWINS)}")
         if output_stride != 32:
             raise ValueError(f"Swin backbones have output stride 32 only, got output_stride={output_stride}")
-        path = check_pretrained_file(pretrained, name)
-        kwargs = {"pretrained_cfg_overlay": dict(file=str(path))} if path is not None else {}
-        self.body = timm.create_model(
-            SWINS[name], pretrained=path is not None, num_classes=0, strict_img_size=False,
-            always_partition=True, drop_path_rate=drop_path_rate, **kwargs,
-        )
+        require_weights_or_warn(pretrained, name, allow_random_init)
+        self.body = timm.create_model(SWINS[name], pretrained=False, num_classes=0, strict_img_size=False,
+                                      always_partition=True, drop_path_rate=drop_path_rate)
         # The classifier and final norm are unused by dense prediction (they would get no gradient).
         self.body.prune_intermediate_layers(len(self.body.layers), prune_norm=True, prune_head=True)
         self.out_channels: list[int] = [int(info["num_chs"]) for info in self.body.feature_info]
@@ -62,16 +63,21 @@ class SwinBackbone(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in self.out_channels)
         self.name = name
         self.output_stride = output_stride
+        self.weights_report: LoadReport | None = None
+        if pretrained is not None:  # classifier and final norm of the file are reported as unused
+            self.weights_report = load_pretrained(self.body, pretrained, name, "swin")
 
     def forward(self, images: Tensor) -> list[Tensor]:
         h, w = images.shape[-2:]
         if h % SIZE_DIVISOR or w % SIZE_DIVISOR:
             raise ValueError(f"{self.name}: input height and width must be multiples of {SIZE_DIVISOR}, "
-                             f"got {h}x{w} (pad or crop the images)")
+                             f"got {h}x{w} (pad them: Segmentor's eval forward and "
+                             f"pna.models.segmentor.predict_at_input_size do)")
         feats = self.body.forward_intermediates(images, intermediates_only=True)  # NCHW already
         # LayerNorm over channels: move channels last, normalise, move back.
         return [norm(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous() for norm, f in zip(self.norms, feats)]
 
 
-def build_swin(name: str, output_stride: int = 32, pretrained: str | Path | None = None) -> SwinBackbone:
-    return SwinBackbone(name, output_stride, pretrained)
+def build_swin(name: str, output_stride: int = 32, pretrained: str | Path | None = None,
+               allow_random_init: bool = True) -> SwinBackbone:
+    return SwinBackbone(name, output_stride, pretrained, allow_random_init=allow_random_init)

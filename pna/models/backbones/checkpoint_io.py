@@ -1,0 +1,90 @@
+"""Reading weight containers: ``torch.save`` files, Detectron2 pickles, safetensors, timm hub names.
+
+Example:
+    >>> import tempfile, torch
+    >>> path = Path(tempfile.mkdtemp()) / "w.pth"
+    >>> torch.save({"state_dict": {"module.backbone.conv.weight": torch.ones(2)}, "meta": {}}, path)
+    >>> split_backbone_keys(read_checkpoint(path))
+    ({'conv.weight': tensor([1., 1.])}, [])
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+HUB_PREFIXES = ("timm:", "hf-hub:")
+CONTAINER_KEYS = ("state_dict", "model")  # mmcv/mmseg; Detectron2 and Microsoft Swin
+BACKBONE_PREFIXES = ("backbone.bottom_up.", "backbone.")  # a whole Detectron2 / mmseg model
+
+
+def _unpickle(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # numpy arrays (Detectron2 .pkl) or other objects: not a plain tensor file
+        pass
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")  # Detectron2's own way to read its .pkl files
+        if isinstance(obj, dict):
+            return obj
+    except Exception:
+        pass
+    warnings.warn(f"{path} is not a plain tensor file; reading it with torch.load(weights_only=False), "
+                  f"which runs code stored in the file: use files from sources you trust", UserWarning, stacklevel=3)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The state dict held by a weights file (unwrapped from ``'state_dict'`` / ``'model'``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        obj: object = load_file(str(path))
+    else:
+        obj = _unpickle(path)
+    for key in CONTAINER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj:
+        kind = f"a dict with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{path}: no state dict found (expected a dict of tensors, maybe under "
+                         f"{' or '.join(CONTAINER_KEYS)}); the file holds {kind}")
+    return obj
+
+
+def split_backbone_keys(state: dict) -> tuple[dict[str, Tensor], list[str]]:
+    """Tensors with ``module.`` / backbone prefixes stripped, and the keys left out (non-backbone, non-tensor)."""
+    state = {str(k).removeprefix("module."): v for k, v in state.items()}
+    outside: list[str] = []
+    for prefix in BACKBONE_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            outside = [k for k in state if not k.startswith(prefix)]
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    tensors: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if isinstance(value, (np.ndarray, np.generic)):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        if isinstance(value, Tensor):
+            tensors[key] = value
+        else:
+            outside.append(key)
+    return tensors, outside
+
+
+def hub_state_dict(name: str, backbone: str) -> dict[str, Tensor]:
+    """The state dict of a timm model with pretrained weights from the hub (needs the network)."""
+    import timm
+
+    try:
+        model = timm.create_model(name.removeprefix("timm:"), pretrained=True)
+    except Exception as error:
+        raise RuntimeError(f"could not get hub weights {name!r} for backbone {backbone!r}: {error}. Hub names "
+                           f"need the network (and HF_HUB_OFFLINE unset); offline, pass a local file") from error
+    return model.state_dict()
