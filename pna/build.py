@@ -46,9 +46,10 @@ def build_eval_set(cfg: Config):
 def create_model_of(cfg: Config, num_classes: int) -> nn.Module:
     """The Segmentor of ``cfg.model`` (random init of the backbone refused unless allowed)."""
     from pna.models import create_model, get_spec
+    from pna.models.backbones.weights import RANDOM_INIT_BACKBONES
 
     spec = get_spec(cfg.model.name, **cfg.model.overrides)
-    if spec.pretrained is None and not cfg.model.allow_random_init:
+    if spec.pretrained is None and not cfg.model.allow_random_init and spec.backbone not in RANDOM_INIT_BACKBONES:
         raise ValueError(
             f"{cfg.name} ({cfg.profile}): backbone {spec.backbone!r} has no pretrained weights and "
             "model.allow_random_init is False; the paper starts from ImageNet-1k weights. Pass them "

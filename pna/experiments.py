@@ -121,12 +121,12 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         changes.append(f"train.batch_size={batch_size}")
     if workers is not None:
         changes.append(f"train.workers={workers}")
-    if allow_random_init is not None and profile == "paper":  # the smoke backbones have no weights to load
+    if allow_random_init is not None:
         changes.append(f"model.allow_random_init={bool(allow_random_init)}")
     cfg = load_config(name, profile, [*changes, *overrides])
-    if weights is not None and profile == "paper":
+    if weights is not None:  # the smoke backbones have no weights: resolve_pretrained gives None for them
         from pna.models import get_spec
-        from pna.models.weights import resolve_pretrained
+        from pna.models.backbones import resolve_pretrained
 
         backbone = get_spec(cfg.model.name, **cfg.model.overrides).backbone
         path = resolve_pretrained(weights, backbone)
