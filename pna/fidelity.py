@@ -217,7 +217,8 @@ def report_markdown() -> str:
              "authors' configs\", transcribed in `pna/configs/authors.py`.", "",
              "Legend: `=` same as the authors; a value in **bold** differs (reason below); a value in *italics* "
              "is a quoted baseline's own architecture (the authors shipped no config for it; it trains with the "
-             "setting of the PNA row it is compared with).", ""]
+             "setting of the PNA row it is compared with). A baseline's res5 dilations are compared with the "
+             "authors' convention (MMSeg contract dilation, Detectron2 multi-grid) at that row's own stride.", ""]
     unexplained, explained = [], []
     for key in AUTHORS:
         rows = [n for n, r in ROW_SETTINGS.items() if r.setting == key]
