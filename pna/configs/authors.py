@@ -145,6 +145,8 @@ def _rows() -> dict[str, RowSetting]:
         for suffix, shipped in (("", False), ("_pointrend", False), ("_pna", True)):
             rows[f"cityscapes/deeplabv3_{depth}_os16{suffix}"] = RowSetting(
                 "cityscapes/deeplabv3", shipped, "" if shipped else _QUOTED)
+    rows["cityscapes/fpn_r52_pna"] = RowSetting("cityscapes/fpn", True, "not in the paper's table: the R-52 model "
+                                                "the authors released for Cityscapes")
     for suffix, shipped in (("", False), ("_pointrend", False), ("_pna", True)):
         rows[f"cityscapes/fpn_r103{suffix}"] = RowSetting("cityscapes/fpn", shipped, "" if shipped else _QUOTED)
         rows[f"deepglobe/fpn_r52{suffix}"] = RowSetting("deepglobe/fpn", shipped, "" if shipped else _QUOTED)

@@ -51,6 +51,9 @@ def _rows() -> list[Row]:
         "deeplabv3_r103_os16", "deeplabv3_r103_os16_pointrend", "deeplabv3_r103_os16_pna",
         "fpn_r103", "fpn_r103_pointrend", "fpn_r103_pna",
     )]
+    # Not a row of the paper's Table 4: the R-52 FPN + PNA the authors released for Cityscapes, so
+    # that their checkpoint has a config to be evaluated with (``pna.evaluate --authors-checkpoint``).
+    rows.append(Row("table4", "cityscapes", "fpn_r52_pna", "fpn_r52_pna"))
     # The paper names no DeepGlobe / Trans10k backbone; the authors' Detectron2 configs use R-52.
     rows += [Row("table5", "deepglobe", name, name) for name in ("fpn_r52", "fpn_r52_pointrend", "fpn_r52_pna")]
     # Table 6's PointRend names no coarse head: semantic FPN, as in Table 5.
