@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: reproduce test unit notebooks venv clean-venv
+.PHONY: reproduce test unit notebooks venv clean-venv rehearse
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ test: $(STAMP)
 	scratch=$$(mktemp -d) && PNA_RESULTS_DIR=$$scratch/results PNA_RUNS_DIR=$$scratch/runs \
 	  $(BIN)/python -m pytest tests notebooks pna --doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider --durations=20; \
 	  status=$$?; rm -rf $$scratch; exit $$status
+
+# Every paper row end to end on CPU at the real sizes (tiny official-format data, 2 iterations with a
+# resume, paper-mode evaluation, a bf16 step), one row per dataset through its notebook; writes
+# results/rehearsal/cpu.csv.
+rehearse: $(STAMP)
+	$(BIN)/python -m pna.rehearse --device cpu --papermill
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests pna --doctest-modules -p no:cacheprovider

@@ -20,9 +20,9 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from pna.configs import PAPER_DATA, PROFILES, ROWS, apply_overrides, load_config
+from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
 from pna.build import build_eval_set, model_from_checkpoint
-from pna.train import RunResult, train
+from pna.train import RunResult, train, with_weights
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -99,7 +99,7 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
     ``data_root=None`` means the built-in synthetic set (smoke) and is an error for ``paper``; a
     ``data_root`` with the smoke profile trains the smoke schedule on the row's real dataset.
     ``weights`` (paper profile): a folder of ImageNet weight files under their documented names, or
-    a mapping backbone -> file (:func:`pna.models.weights.resolve_pretrained`); without them the
+    a mapping backbone -> file (:func:`pna.models.backbones.resolve_pretrained`); without them the
     paper profile refuses a randomly initialised backbone unless ``allow_random_init``.
     """
     check_choice(profile, "profile", PROFILES)
@@ -121,18 +121,7 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         changes.append(f"train.batch_size={batch_size}")
     if workers is not None:
         changes.append(f"train.workers={workers}")
-    if allow_random_init is not None:
-        changes.append(f"model.allow_random_init={bool(allow_random_init)}")
-    cfg = load_config(name, profile, [*changes, *overrides])
-    if weights is not None:  # the smoke backbones have no weights: resolve_pretrained gives None for them
-        from pna.models import get_spec
-        from pna.models.backbones import resolve_pretrained
-
-        backbone = get_spec(cfg.model.name, **cfg.model.overrides).backbone
-        path = resolve_pretrained(weights, backbone)
-        if path is not None:
-            cfg = apply_overrides(cfg, {"model.overrides.pretrained": str(path)})
-    return cfg
+    return with_weights(load_config(name, profile, [*changes, *overrides]), weights, allow_random_init)
 
 
 def run_rows(table: str, rows=None, profile: str = "smoke",

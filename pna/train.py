@@ -233,6 +233,21 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     return RunResult(run.path, cfg, cfg_hash, metrics, record, path, reused=False)
 
 
+def with_weights(cfg: Config, weights=None, allow_random_init: bool | None = None) -> Config:
+    """``cfg`` with its backbone's pretrained file resolved from ``weights`` (a file, a folder of
+    documented names, or a mapping backbone -> file) and ``model.allow_random_init`` set if given."""
+    from pna.configs import apply_overrides
+    from pna.models import get_spec
+    from pna.models.backbones import resolve_pretrained
+
+    changes = {} if allow_random_init is None else {"model.allow_random_init": bool(allow_random_init)}
+    if weights is not None:
+        path = resolve_pretrained(weights, get_spec(cfg.model.name, **cfg.model.overrides).backbone)
+        if path is not None:
+            changes["model.overrides.pretrained"] = str(path)
+    return apply_overrides(cfg, changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train one paper-table row (see pna.configs.list_configs()).")
     parser.add_argument("--config", required=True, help='e.g. "voc/fcn_r50_os32_pna"')
@@ -244,11 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")
     parser.add_argument("--no-reuse", action="store_true", help="do not load a finished run of the same config")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="ImageNet weights of the backbone: a file, or a folder holding them under their "
+                             "documented names (pna.models.backbones.weights)")
+    parser.add_argument("--allow-random-init", action="store_true",
+                        help="paper profile: train a backbone without pretrained weights instead of refusing")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train at most N iterations in this call, then save the resume state and exit "
                              "(continue later with the same command)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.profile, args.set)
+    cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
     result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
                    results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
     if not result.finished:

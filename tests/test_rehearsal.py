@@ -1,0 +1,47 @@
+"""The paper-profile rehearsal: official-format fixtures, and one row per dataset end to end
+(`make rehearse` runs every row; `results/rehearsal/cpu.csv` is its committed table)."""
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pna.configs import ROWS, apply_overrides, load_config
+from pna.data import build_dataset, info
+from pna.data.fixtures import OFFICIAL_SIZES, write_fixture
+from pna.rehearse import CI_ROWS, COLUMNS
+from pna.paths import REPO_ROOT
+
+
+@pytest.mark.parametrize("dataset", sorted(OFFICIAL_SIZES))
+def test_fixtures_are_read_by_the_paper_configs(dataset, tmp_path):
+    root = write_fixture(dataset, tmp_path, num_train=2, num_eval=1, size=(40, 56))
+    cfg = apply_overrides(load_config(CI_ROWS[dataset], "paper"), {"data.root": str(root)})
+    train = build_dataset(cfg.data.dataset, root, cfg.data.train_split, **cfg.data.options)
+    test = build_dataset(cfg.data.eval_dataset or cfg.data.dataset, root, cfg.data.eval_split,
+                         **{**cfg.data.options, **cfg.data.eval_options})
+    assert (len(train), len(test)) == (2, 1)
+    labels = torch.cat([train[i]["label"].flatten() for i in range(2)])
+    assert tuple(train[0]["label"].shape) == (40, 56)
+    assert len(set(labels.unique().tolist()) - {255}) >= 2  # several classes, so crops can be balanced
+    assert set(labels.unique().tolist()) <= set(range(info(cfg.data.dataset).num_classes)) | {255}
+
+
+def test_every_ci_row_is_a_paper_config_and_covers_every_dataset():
+    assert set(CI_ROWS) == {row.dataset for row in ROWS.values()}
+    assert all(name in ROWS and ROWS[name].dataset == dataset for dataset, name in CI_ROWS.items())
+
+
+@pytest.mark.slow
+def test_rehearsal_of_one_row_per_dataset_passes(tmp_path):
+    # Real models at the paper's crops and test sizes, 2 iterations with a resume, a bf16 step each.
+    out = tmp_path / "cpu.csv"
+    done = subprocess.run([sys.executable, "-m", "pna.rehearse", "--rows", "ci", "--out", str(out)],
+                          capture_output=True, text=True, timeout=2400, cwd=REPO_ROOT)
+    lines = list(csv.DictReader(out.open()))
+    assert list(lines[0]) == COLUMNS
+    failed = {x["config"]: x["error"] for x in lines if x["status"] != "ok"}
+    assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:])
+    assert [x["config"] for x in lines] == list(CI_ROWS.values())
+    assert all(x["resumed_at"] == "1" and float(x["eval_s"]) > 0 and float(x["amp_step_s"]) > 0 for x in lines)
