@@ -119,8 +119,10 @@ def rehearse_row(name: str, device_name: str, workdir: Path) -> dict:
         result = train(cfg, out, results_dir=workdir / "results", progress=False)  # resumes from last.pt
         log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
         times = [e["time_s"] for e in log if e["type"] == "train"]
+        evals = [e for e in log if e["type"] == "eval"]
+        assert result.finished and evals, "the resumed run did not finish with an evaluation"
         line.update(s_per_iter=round(times[-1] / len(times), 2), resumed_at=first.record["iteration"],
-                    eval_s=result.metrics["eval_seconds"], eval_size=_eval_size(cfg))
+                    eval_s=evals[-1]["seconds"], eval_size=_eval_size(cfg))
         if device.type == "cpu":
             line["amp_step_s"] = round(amp_step(cfg, info(cfg.data.dataset).num_classes, device), 2)
         line["status"] = "ok"

@@ -124,7 +124,8 @@ class Trainer:
         start = time.perf_counter()
         metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
                                  batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2))
-        return {"split": self.cfg.data.eval_split, **metrics, "eval_seconds": round(time.perf_counter() - start, 3)}
+        self.eval_seconds = round(time.perf_counter() - start, 3)
+        return {"split": self.cfg.data.eval_split, **metrics}
 
     def train_step(self, batch: dict) -> tuple[float, dict]:
         images = batch["image"].to(self.device, non_blocking=True)
@@ -175,7 +176,8 @@ class Trainer:
             self._save_last()
             return None
         metrics = self.evaluate()
-        self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
+        self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()},
+                   "seconds": self.eval_seconds})
         return metrics
 
 
