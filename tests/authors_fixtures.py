@@ -23,7 +23,7 @@ def conv(theirs: str, ours: str, shape: tuple[int, ...], bias: bool = False) -> 
 
 
 def prefixed(rows: list[Row], theirs: str, ours: str) -> list[Row]:
-    return [(theirs + t, s, ours + o) for t, s, o in rows]
+    return [(theirs + t, s, ours + o if o else "") for t, s, o in rows]  # "": a buffer with no place of ours
 
 
 # ---- backbones ----------------------------------------------------------------------------------
@@ -118,8 +118,8 @@ def mm_psp(classes: int, c_in: int = 2048, ch: int = 512) -> list[Row]:
     return rows + conv("conv_seg", "classifier.1", (classes, ch, 1, 1), bias=True)
 
 
-def mm_aux(classes: int) -> list[Row]:
-    rows = conv_module("convs.0", "convs.0", (256, 1024, 3, 3)) + conv("conv_seg", "classifier.1", (classes, 256, 1, 1), bias=True)
+def mm_aux(classes: int, c_in: int = 1024) -> list[Row]:
+    rows = conv_module("convs.0", "convs.0", (256, c_in, 3, 3)) + conv("conv_seg", "classifier.1", (classes, 256, 1, 1), bias=True)
     return prefixed(rows, "auxiliary_head.", "aux_head.")
 
 

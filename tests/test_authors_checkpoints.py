@@ -168,3 +168,87 @@ def test_rows_without_an_authors_model_are_refused():
     with pytest.raises(AuthorsCheckpointError, match="head 'deeplabv3plus'"):
         name_table(get_spec("deeplabv3plus_r50_os8"), "mm")
     assert authors_branch("trans10k/fpn_r52_pna") == "d2" and authors_branch("cocostuff10k/deeplabv3_r50_os16_pna") == "mm"
+
+
+# ---- the other heads and backbones the authors' rows use ----------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("config, classes, head, depths", [
+    ("cocostuff10k/deeplabv3_r50_os16_pna", 171, fx.mm_aspp, (3, 4, 6, 3)),
+    ("voc/psp_r101_os16_pna", 21, fx.mm_psp, (3, 4, 23, 3)),
+])
+def test_mmseg_aspp_and_psp_rows(config, classes, head, depths):
+    rows = fx.resnet_v1c(depths) + fx.prefixed(head(classes), "decode_head.0.", "head.") + fx.mm_pna(classes)
+    rows += fx.mm_aux(classes)
+    state = fx.fill(rows)
+    model, report = load_authors_model({"meta": {}, "state_dict": state, "optimizer": {}}, config)
+    assert_landed(model, rows, state)
+    assert len(report.mapping) == len(rows) and not report.unused
+    assert_runs(model, classes)
+
+
+def mmseg_patch_merging(x, norm_weight, norm_bias, reduction):
+    """mmseg's merging: nn.Unfold(2, stride 2) on NCHW, LayerNorm, Linear (channels-last in and out)."""
+    b, h, w, c = x.shape
+    cols = torch.nn.functional.unfold(x.permute(0, 3, 1, 2), kernel_size=2, stride=2).transpose(1, 2)
+    cols = torch.nn.functional.layer_norm(cols, (4 * c,), norm_weight, norm_bias)
+    return (cols @ reduction.T).reshape(b, h // 2, w // 2, -1)
+
+
+@pytest.mark.slow
+def test_mmseg_swin_psp_row():
+    swin_out = (96, 192, 384, 768)
+    rows = fx.swin_mmseg() + fx.prefixed(fx.mm_psp(21, c_in=768), "decode_head.0.", "head.")
+    rows += fx.mm_pna(21, in_channels=swin_out) + fx.mm_aux(21, c_in=384)
+    state = fx.fill(rows)
+    model, report = load_authors_model({"meta": {}, "state_dict": state}, "voc/psp_swin_t_pna")
+    merging = {o for _, _, o in rows if ".downsample." in o}
+    assert_landed(model, rows, state, skip=merging)
+    assert set(report.reordered) == merging and len(merging) == 9
+    assert sorted(report.unused) == sorted(t for t, _, o in rows if not o)  # 12 relative_position_index buffers
+    # the reordered merging computes what mmseg's Unfold-based merging computes with their tensors
+    body = model.backbone.body
+    for stage in range(3):
+        theirs = {leaf: state[f"backbone.stages.{stage}.downsample.{leaf}"] for leaf in ("norm.weight", "norm.bias", "reduction.weight")}
+        x = torch.randn(2, 8, 6, swin_out[stage])
+        with torch.no_grad():
+            ours = body.layers[stage + 1].downsample(x)
+        expected = mmseg_patch_merging(x, theirs["norm.weight"], theirs["norm.bias"], theirs["reduction.weight"])
+        assert torch.allclose(ours, expected, atol=1e-5)
+    assert_runs(model, 21)
+
+
+def detectron2_aspp(x, state, prefix="sem_seg_head.coarse_sem_seg_head.aspp."):
+    """Detectron2's ASPP from their tensors: [1x1, d6, d12, d18, image pooling] concatenated, projected."""
+    def norm_relu(y, name):
+        s = {leaf: state[f"{prefix}{name}.norm.{leaf}"] for leaf in ("running_mean", "running_var", "weight", "bias")}
+        return torch.relu(torch.nn.functional.batch_norm(y, s["running_mean"], s["running_var"], s["weight"], s["bias"]))
+    outs = [norm_relu(torch.nn.functional.conv2d(x, state[f"{prefix}convs.0.weight"]), "convs.0")]
+    for i, d in ((1, 6), (2, 12), (3, 18)):
+        y = torch.nn.functional.conv2d(x, state[f"{prefix}convs.{i}.weight"], padding=d, dilation=d)
+        outs.append(norm_relu(y, f"convs.{i}"))
+    pooled = torch.relu(torch.nn.functional.conv2d(x.mean((2, 3), keepdim=True), state[f"{prefix}convs.4.1.weight"],
+                                                   state[f"{prefix}convs.4.1.bias"]))
+    outs.append(pooled.expand(-1, -1, *x.shape[-2:]))
+    return norm_relu(torch.nn.functional.conv2d(torch.cat(outs, 1), state[f"{prefix}project.weight"]), "project")
+
+
+@pytest.mark.slow
+def test_detectron2_deeplabv3_row_reorders_the_aspp_fusion():
+    rows = fx.resnet_d2(prefix="backbone.") + fx.d2_aspp(19) + fx.d2_pna(19, window=9)
+    state = fx.fill(rows)
+    model, report = load_authors_model({"model": state}, "cityscapes/deeplabv3_r52_os16_pna")
+    assert_landed(model, rows, state, skip={"head.aspp.bottleneck.0.weight"})
+    assert list(report.reordered) == ["head.aspp.bottleneck.0.weight"]
+    x = torch.randn(1, 2048, 5, 6)
+    with torch.no_grad():
+        assert torch.allclose(model.head.aspp(x), detectron2_aspp(x, state), atol=1e-5)
+    assert_runs(model, 19)
+
+
+def test_unfold_reorder_is_a_permutation():
+    t = torch.arange(2 * 4 * 3.).reshape(2, 12)  # C = 3
+    out = unfold_to_timm(t)
+    for col in range(2):
+        for row in range(2):
+            for c in range(3):
+                assert torch.equal(out[:, (2 * col + row) * 3 + c], t[:, c * 4 + 2 * row + col])
