@@ -252,3 +252,33 @@ def test_unfold_reorder_is_a_permutation():
         for row in range(2):
             for c in range(3):
                 assert torch.equal(out[:, (2 * col + row) * 3 + c], t[:, c * 4 + 2 * row + col])
+
+
+# ---- evaluation: the CLI and the notebook function ----------------------------------------------
+@pytest.mark.slow
+def test_cli_and_function_evaluate_an_authors_file(samples_dir, tmp_path):
+    """``python -m pna.evaluate --authors-checkpoint FILE --config NAME --root ...`` on a real VOC image."""
+    import json
+
+    from pna.authors import evaluate_authors_checkpoint
+    from pna.evaluate import main
+
+    src = samples_dir / "voc2012" / "VOCdevkit" / "VOC2012"
+    root = tmp_path / "VOC2012"
+    for sub, ext in (("JPEGImages", "jpg"), ("SegmentationClass", "png")):
+        (root / sub).mkdir(parents=True)
+        (root / sub / f"2007_000063.{ext}").symlink_to(src / sub / f"2007_000063.{ext}")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000063\n")
+    path, out = tmp_path / "fcn_r50_pna_voc.pth", tmp_path / "metrics.json"
+    torch.save({"meta": {}, "state_dict": fx.fill(fx.mmseg_fcn_pna_r50_voc())}, path)
+    small = "data.eval_short_side=128"  # keeps the CPU run short; the paper's is 512
+    assert main(["--authors-checkpoint", str(path), "--config", MM_CONFIG, "--root", str(root), "--device", "cpu",
+                 "--set", small, "--output", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["checkpoint"] == str(path) and written["num_images"] == 1
+    assert list(written["stages"]) == ["P0", "P1", "P2", "P3", "P4"] and 0 <= written["mIoU"] <= 1
+    metrics = evaluate_authors_checkpoint(MM_CONFIG, path, root, overrides=[small])
+    assert metrics["mIoU"] == pytest.approx(written["mIoU"]) and metrics["authors_checkpoint"]["branch"] == "mm"
+    with pytest.raises(SystemExit):
+        main(["--authors-checkpoint", str(path), "--root", str(root)])  # no --config
