@@ -56,18 +56,20 @@ HEADS: dict[str, list[tuple[str, str]]] = {
              *conv_module("bottleneck", "aspp.bottleneck"), *CLASSIFIER],
     "psp": [*_PPM, *CLASSIFIER],
     "upernet": [*_PPM, *conv_module(r"lateral_convs\.(\d+)", r"lateral.\1"),
-                *conv_module(r"fpn_convs\.(\d+)", r"fpn_convs.\1"), *conv_module("fpn_bottleneck", "fuse"), *CLASSIFIER],
+                *conv_module(r"fpn_convs\.(\d+)", r"fpn_convs.\1"), *conv_module("fpn_bottleneck", "fuse"),
+                *CLASSIFIER],
     # FPNHead: scale_heads.<level>.<k> alternate ConvModule / Upsample, as ours
     "fpn": [*conv_module(r"scale_heads\.(\d+)\.(\d+)", r"scale_heads.\1.\2"), *CLASSIFIER],
 }
-FPN_NECK = [*plain_conv(r"lateral_convs\.(\d+)\.conv", r"lateral.\1"), *plain_conv(r"fpn_convs\.(\d+)\.conv", r"output.\1")]
+FPN_NECK = [*plain_conv(r"lateral_convs\.(\d+)\.conv", r"lateral.\1"),
+            *plain_conv(r"fpn_convs\.(\d+)\.conv", r"output.\1")]
 AUX_HEAD = [*conv_module(r"convs\.(\d+)", r"convs.\1"), *CLASSIFIER]
 
 # mmseg SwinTransformer -> Microsoft's names (patch merging at the end of stage i, as in mmseg)
 _SWIN_TO_MICROSOFT = regex_rename([
     (r"patch_embed\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
     (r"patch_embed\.norm\.(weight|bias)", r"patch_embed.norm.\1"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.(relative_position_bias_table|qkv\.weight|qkv\.bias|proj\.weight|proj\.bias)",
+    (r"stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.(relative_position_bias_table|(qkv|proj)\.(weight|bias))",
      r"layers.\1.blocks.\2.attn.\3"),
     (r"stages\.(\d+)\.blocks\.(\d+)\.(norm[12])\.(weight|bias)", r"layers.\1.blocks.\2.\3.\4"),
     (r"stages\.(\d+)\.blocks\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)", r"layers.\1.blocks.\2.mlp.fc1.\3"),
