@@ -2,6 +2,8 @@
 
 ``python -m pna.evaluate --checkpoint runs/<run>/final.pt [--split val] [--mode whole|slide]``
 rebuilds the model and the dataset from the config stored in the checkpoint.
+``python -m pna.evaluate --authors-checkpoint FILE --config cityscapes/fpn_r52_pna --root DATA``
+evaluates a model the authors released, as that row (paper profile; :mod:`pna.authors`).
 
 Example::
 
@@ -125,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from pna.configs import apply_overrides, config_from_dict
 
     parser = argparse.ArgumentParser(description="Per-stage mIoU of a trained checkpoint.")
-    parser.add_argument("--checkpoint", required=True, help="a final.pt or last.pt written by pna.train")
+    parser.add_argument("--checkpoint", help="a final.pt or last.pt written by pna.train")
+    parser.add_argument("--authors-checkpoint", metavar="FILE",
+                        help="a trained model the authors released (MMSeg or Detectron2 file); needs --config")
+    parser.add_argument("--config", metavar="NAME", help="with --authors-checkpoint: the row it is evaluated as "
+                        "(paper profile), e.g. cityscapes/fpn_r52_pna")
     parser.add_argument("--split", help="evaluation split (default: the config's data.eval_split)")
     parser.add_argument("--mode", choices=["whole", "slide"], help="default: the config's eval.mode")
     parser.add_argument("--root", help="dataset folder (default: the config's data.root)")
@@ -133,14 +139,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", help="also write the metrics as JSON here")
     args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (args.authors_checkpoint is None):
+        parser.error("pass one of --checkpoint or --authors-checkpoint")
+    if args.authors_checkpoint and not args.config:
+        parser.error("--authors-checkpoint needs --config NAME (one of pna.configs.list_configs())")
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    cfg = apply_overrides(config_from_dict(checkpoint["config"]), args.set)
+    if args.authors_checkpoint:
+        from pna.configs import load_config
+
+        checkpoint, cfg = None, load_config(args.config, "paper", args.set)
+    else:
+        checkpoint = load_checkpoint(args.checkpoint)
+        cfg = apply_overrides(config_from_dict(checkpoint["config"]), args.set)
     extra = {"data.eval_split": args.split, "eval.mode": args.mode, "data.root": args.root}
     cfg = apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
     device = dist.init_from_env(args.device)
     dataset = build_eval_set(cfg)
-    model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device)
+    if checkpoint is None:
+        from pna.authors import load_authors_model
+
+        model, report = load_authors_model(args.authors_checkpoint, args.config)
+        if dist.is_main():
+            print(report.summary(), flush=True)
+        model = model.to(device)
+    else:
+        model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device)
     metrics = evaluate_model(model, dataset, device, cfg.eval.mode, cfg.eval.crop, cfg.eval.stride,
                              batch_size=cfg.eval.batch_size, progress=True)
     if dist.is_main():
@@ -150,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: mIoU {100 * stage['mIoU']:.2f}")
         if args.output:
             from pna.checkpoint import atomic_write_json
-            atomic_write_json({"checkpoint": str(args.checkpoint), "split": cfg.data.eval_split,
-                               "mode": cfg.eval.mode, **metrics}, args.output)
+            atomic_write_json({"checkpoint": str(args.checkpoint or args.authors_checkpoint),
+                               "split": cfg.data.eval_split, "mode": cfg.eval.mode, **metrics}, args.output)
     dist.cleanup()
     return 0
 
