@@ -14,8 +14,9 @@ Example::
 from __future__ import annotations
 
 import ast
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -61,6 +62,24 @@ def parse_list(value, name: str = "rows") -> list[str] | None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{name}: expected a list of names, a name or 'a,b', got {value!r}")
     return list(value)
+
+
+def parse_mapping(value, name: str) -> dict[str, str]:
+    """A ``{name: path}`` parameter: a dict, or its text as papermill's ``-p`` hands it over.
+
+    >>> parse_mapping("{'fpn_r52_pna': '/ckpt/model.pth'}", "authors_checkpoints")
+    {'fpn_r52_pna': '/ckpt/model.pth'}
+    """
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{name}: cannot read {value!r}; expected a mapping like {{'row': '/path/file'}}") from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name}: expected a mapping of row names to files, got {value!r}")
+    return {k: str(v) for k, v in value.items()}
 
 
 def parse_rows(rows, table: str) -> list[str]:
@@ -128,18 +147,53 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
              data_root: str | None = None, device: str = "auto", iters: int | None = None,
              batch_size: int | None = None, seed: int = 0, out_dir: str | None = None,
              overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
-             workers: int | None = None) -> dict[str, RunResult]:
+             workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
-    (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row)."""
+    (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row).
+
+    ``authors_checkpoints`` maps rows to the authors' released files: those rows are evaluated
+    with the authors' weights (:func:`evaluate_authors_row`) instead of trained."""
     rows = parse_rows(rows, table)
+    authors = parse_mapping(authors_checkpoints, "authors_checkpoints")
+    unknown = sorted(set(authors) - set(table_rows(table)))
+    if unknown:
+        raise ValueError(f"authors_checkpoints: {table} has no row(s) {unknown}; its rows are {table_rows(table)}")
+    rows += [r for r in authors if r not in rows]
     configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides,
                                 weights, allow_random_init, workers)
-               for row in rows}  # every row is checked before the first one trains
+               for row in rows if row not in authors}  # every row is checked before the first one trains
     runs = {}
-    for i, (row, cfg) in enumerate(configs.items(), 1):
-        print(f"[{i}/{len(configs)}] {table} / {row} ({profile})", flush=True)
-        runs[row] = train(cfg, results_dir=out_dir)
+    for i, row in enumerate(rows, 1):
+        if row in authors:
+            print(f"[{i}/{len(rows)}] {table} / {row}: the authors' checkpoint {authors[row]}", flush=True)
+            runs[row] = evaluate_authors_row(table, row, authors[row], data_root, device, out_dir)
+            continue
+        print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
+        runs[row] = train(configs[row], results_dir=out_dir)
     return runs
+
+
+def evaluate_authors_row(table: str, row: str, checkpoint: str | Path, data_root: str | None,
+                         device: str = "auto", out_dir: str | None = None) -> RunResult:
+    """Score the authors' released model of ``row`` on its paper evaluation split and write the
+    result as ``<table>/<row>.authors.json`` (profile label ``authors``, beside ours, never mixed)."""
+    from pna import distributed as dist
+    from pna.authors import evaluate_authors_checkpoint
+    from pna.configs import config_hash
+    from pna.results import provenance, write_result
+
+    if data_root is None:
+        raise ValueError(f"authors_checkpoints: evaluating {table}/{row} needs data_root (the real dataset)")
+    cfg = make_config(table, row, "paper", data_root, device)
+    torch_device = dist.init_from_env(device)
+    start = time.perf_counter()
+    metrics = evaluate_authors_checkpoint(cfg.name, checkpoint, data_root, torch_device)
+    record = provenance(cfg, config_hash(cfg), torch_device, 1, {"eval": metrics["num_images"]}, 0,
+                        time.perf_counter() - start)
+    record = {**record, "profile": "authors", "config": {**record["config"], "profile": "authors"},
+              "metrics": metrics, "source": str(checkpoint)}
+    path = write_result(record, out_dir)
+    return RunResult(None, cfg, record["config_hash"], metrics, record, path, reused=False)
 
 
 def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:

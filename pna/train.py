@@ -39,9 +39,10 @@ from pna.rundir import RunDir, default_run_dir
 
 @dataclass
 class RunResult:
-    """A finished run: where it lives, its config, the per-stage metrics, the results JSON."""
+    """A finished run: where it lives, its config, the per-stage metrics, the results JSON
+    (``run_dir`` None: an evaluation of the authors' released model, nothing was trained)."""
 
-    run_dir: Path
+    run_dir: Path | None
     config: Config
     config_hash: str
     metrics: dict

@@ -282,3 +282,25 @@ def test_cli_and_function_evaluate_an_authors_file(samples_dir, tmp_path):
     assert metrics["mIoU"] == pytest.approx(written["mIoU"]) and metrics["authors_checkpoint"]["branch"] == "mm"
     with pytest.raises(SystemExit):
         main(["--authors-checkpoint", str(path), "--root", str(root)])  # no --config
+
+
+@pytest.mark.slow
+def test_a_notebook_row_can_be_evaluated_from_the_authors_file(tmp_path):
+    """run_rows(authors_checkpoints=...) (the notebooks' parameter) scores the file instead of training."""
+    import json
+
+    from pna.data.fixtures import write_fixture
+    from pna.experiments import run_rows, stage_table
+
+    root = write_fixture("voc", tmp_path / "data", num_train=1, num_eval=1, size=(48, 64))
+    path = tmp_path / "fcn_r50_pna_voc.pth"
+    torch.save({"meta": {}, "state_dict": fx.fill(fx.mmseg_fcn_pna_r50_voc())}, path)
+    runs = run_rows("table1", [], profile="paper", data_root=str(root), device="cpu", out_dir=str(tmp_path / "out"),
+                    authors_checkpoints=str({"fcn_r50_os32_pna": str(path)}))  # the text papermill hands over
+    assert list(runs) == ["fcn_r50_os32_pna"] and runs["fcn_r50_os32_pna"].run_dir is None
+    written = json.loads((tmp_path / "out" / "table1" / "fcn_r50_os32_pna.authors.json").read_text())
+    assert written["source"] == str(path) and written["config"]["profile"] == "authors"
+    assert written["metrics"]["authors_checkpoint"]["branch"] == "mm" and written["metrics"]["num_images"] == 1
+    assert list(stage_table(runs).columns) == ["P0", "P1", "P2", "P3", "P4", "final"]
+    with pytest.raises(ValueError, match="table1 has no row"):
+        run_rows("table1", [], profile="paper", data_root=str(root), authors_checkpoints={"fpn_r52_pna": str(path)})
