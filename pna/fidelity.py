@@ -54,6 +54,9 @@ NOTES = (
     "is the total over however many processes run, so the optimisation is the same on any GPU count.",
     "Mixed precision: both code bases train in fp16 with dynamic loss scaling; `train.amp` does the same on "
     "CUDA (GradScaler); CPU runs stay in fp32.",
+    "Cityscapes DeepLabV3 rows: Detectron2's DeepLabV3 head pools its image-pooling branch over the training "
+    "crop's stride-16 size (32x64) with stride 1 and resizes back, so the 1024x2048 test image gets local, not "
+    "global, pooling; `pool_kernel=(32, 64)` does the same (a Detectron2 fact, not listed in SPEC).",
     "PointRend and the other quoted baselines have no config of the authors: they train with the setting of "
     "the PNA row they are compared with (same backbone, stride, schedule and augmentation).",
 )

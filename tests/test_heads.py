@@ -9,6 +9,7 @@ from pna.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from pna.models.heads.fpn import SemanticFPNHead
 from pna.models.heads.psp import PSPHead
 from pna.models.heads.upernet import UPerHead
+from pna.models import get_spec
 
 IN_CHANNELS = [8, 16, 32, 64]
 NUM_CLASSES = 5
@@ -90,3 +91,19 @@ def test_heads_accept_non_square_maps():
 def test_bad_in_channels_raise(name):
     with pytest.raises(ValueError, match="in_channels"):
         build_head(name, [8, 16], NUM_CLASSES)
+
+
+def test_detectron2_aspp_pools_over_the_training_crop_window():
+    # On a training crop (stride-16 map = the window) the pooling is global; on a larger test image
+    # it is a sliding window average resized back (Detectron2's DeepLabV3 head), so it differs.
+    from pna.models.heads.aspp import ImagePool
+
+    torch.manual_seed(0)
+    local, whole = ImagePool(8, 4, norm=False, kernel=(4, 8)), ImagePool(8, 4, norm=False)
+    whole.load_state_dict(local.state_dict())
+    crop, test = torch.randn(2, 8, 4, 8), torch.randn(2, 8, 8, 16)
+    assert torch.allclose(local(crop), whole(crop))
+    assert not torch.allclose(local(test), whole(test))
+    windows = torch.nn.functional.avg_pool2d(test, (4, 8), stride=1)  # 5x9 window means
+    assert torch.allclose(local(test)[..., 0, 0], local.conv(windows)[..., 0, 0])  # corners align
+    assert get_spec("deeplabv3_r103_os16_pna").head_kwargs["pool_kernel"] == (32, 64)

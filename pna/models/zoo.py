@@ -58,7 +58,9 @@ MODELS: dict[str, ModelSpec] = {
 _R50, _R101 = dict(backbone="resnet50c"), dict(backbone="resnet101c")
 _R52, _R103 = dict(backbone="resnet52", aux=False), dict(backbone="resnet103", aux=False)
 _OS16 = dict(output_stride=16)
-_D2_ASPP = dict(head="aspp", head_channels=256, head_kwargs={"dilations": (1, 6, 12, 18), "style": "d2"}, **_OS16)
+# Detectron2's DeepLabV3 head pools over the training crop's stride-16 size, Cityscapes' 512x1024 -> 32x64.
+_D2_ASPP = dict(head="aspp", head_channels=256, head_kwargs={"dilations": (1, 6, 12, 18), "style": "d2",
+                                                              "pool_kernel": (32, 64)}, **_OS16)
 _D2_FPN = dict(head="fpn", head_kwargs={"norm": "gn", "dropout": 0.0})
 _D2_PNA = dict(refine="nam+sam", embed_bias=False)
 MODELS.update({
