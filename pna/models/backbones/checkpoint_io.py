@@ -70,7 +70,7 @@ def split_backbone_keys(state: dict) -> tuple[dict[str, Tensor], list[str]]:
     tensors: dict[str, Tensor] = {}
     for key, value in state.items():
         if isinstance(value, (np.ndarray, np.generic)):
-            value = torch.from_numpy(np.ascontiguousarray(value))
+            value = torch.from_numpy(np.array(value, copy=True))  # keeps 0-d arrays 0-d (ascontiguousarray would not)
         if isinstance(value, Tensor):
             tensors[key] = value
         else:
