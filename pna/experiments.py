@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import torch
 
 from pna.configs import PAPER_DATA, ROWS, load_config
 from pna.train import RunResult, build_eval_set, train
@@ -98,12 +97,13 @@ def load_trained(run: RunResult, device: str = "cpu"):
 
 def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
     """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
+    from pna.checkpoint import load_checkpoint
     from pna.evaluate import model_from_checkpoint
 
     checkpoint_path = Path(run_dir) / "final.pt"
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
     dataset = build_eval_set(cfg)
-    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    checkpoint = load_checkpoint(checkpoint_path, map_location=device)
     model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
     return model, dataset

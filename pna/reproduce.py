@@ -87,4 +87,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pna.cli import run
+
+    sys.exit(run(main))  # errors as one line; --debug shows the traceback
