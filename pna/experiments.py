@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -72,10 +73,13 @@ def run_rows(table: str, rows: Sequence[str] | None = None, profile: str = "smok
     rows = table_rows(table) if rows is None else list(rows)
     configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides)
                for row in rows}  # every row is checked before the first one trains
-    runs = {}
+    runs, start = {}, time.perf_counter()
     for i, (row, cfg) in enumerate(configs.items(), 1):
         print(f"[{i}/{len(configs)}] {table} / {row} ({profile})", flush=True)
         runs[row] = train(cfg, results_dir=out_dir)
+    reused = sum(run.reused for run in runs.values())
+    print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
+          f"{reused} reused", flush=True)
     return runs
 
 
