@@ -1,5 +1,6 @@
 """Figures: P0-P4 refinement panels (the paper's Fig. 3), NAM similarity maps, window borders,
-training curves. Every function returns a matplotlib Figure and draws nothing on import.
+training curves, and the interactive NAM explorer (:func:`explore`). Every plot function returns a
+matplotlib Figure and draws nothing on import.
 
 Example::
 
@@ -58,11 +59,31 @@ def predict_stages(model: torch.nn.Module, image: torch.Tensor) -> dict[str, tor
     return {name: value[0].argmax(0).cpu() for name, value in logits.items()}
 
 
-def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]], stage_names: Sequence[str] | None = None):
+def class_legend(fig, maps: Sequence, palette: Sequence[Sequence[int]], class_names: Sequence[str],
+                 ignore_index: int = 255) -> None:
+    """A legend below ``fig`` naming the colour of every class that occurs in ``maps`` (class-id maps),
+    plus the ignored border when it occurs."""
+    from matplotlib.patches import Patch
+
+    present = set()
+    for m in maps:
+        present |= set(np.unique(m.cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)).tolist())
+    handles = [Patch(facecolor=np.asarray(palette[c]) / 255, edgecolor="0.5", label=str(class_names[c]))
+               for c in sorted(present) if c < min(len(palette), len(class_names))]
+    if ignore_index in present:
+        handles.append(Patch(facecolor=np.asarray(IGNORE_COLOUR) / 255, edgecolor="0.5", label="ignored"))
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False,
+                   bbox_to_anchor=(0.5, 0.0), fontsize="small")
+
+
+def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]], stage_names: Sequence[str] | None = None,
+                    class_names: Sequence[str] | None = None):
     """One row per sample: image, label, then every stage P0..P4 (the paper's Fig. 3).
 
     Each sample is ``{"image": (3, H, W) normalised, "label": (H, W), "predictions": {stage: (H, W)}}``
-    (``predictions`` as returned by :func:`predict_stages`)."""
+    (``predictions`` as returned by :func:`predict_stages`). With ``class_names`` (e.g.
+    ``dataset.classes``) a legend below names the colour of each class shown."""
     stage_names = list(stage_names or samples[0]["predictions"].keys())
     fig, axes = _figure(len(samples), 2 + len(stage_names))
     for row, sample in zip(axes, samples):
@@ -73,6 +94,10 @@ def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]]
     for ax, title in zip(axes[0], ["image", "label", *stage_names]):
         ax.set_title(title)
     fig.tight_layout()
+    if class_names is not None:
+        maps = [s["label"] for s in samples] + [s["predictions"][k] for s in samples for k in stage_names]
+        class_legend(fig, maps, palette, class_names)
+        fig.subplots_adjust(bottom=0.1 + 0.12 / len(samples))  # room for the legend
     return fig
 
 
@@ -146,16 +171,43 @@ def read_log(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss"):
-    """Training ``key`` against iteration for each run (``{label: jsonl path}``)."""
+def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss", columns: int = 3):
+    """Training ``key`` against iteration, one panel per table (small multiples).
+
+    ``logs`` is ``{label: jsonl path}``; a label ``"table1/fcn_r50_os32"`` goes to the panel
+    ``table1`` as ``fcn_r50_os32`` (labels without "/" share one panel). Within a panel every run has
+    its own colour and, beyond ten runs, its own line style, so no two runs look alike."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    groups: dict[str, list[tuple[str, str | Path]]] = {}
     for label, path in logs.items():
-        records = [r for r in read_log(path) if key in r and "iter" in r]
-        ax.plot([r["iter"] for r in records], [r[key] for r in records], label=label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(key)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        group, _, name = label.rpartition("/")
+        groups.setdefault(group, []).append((name, path))
+    columns = max(1, min(columns, len(groups)))
+    rows = -(-len(groups) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows), squeeze=False, sharey=True)
+    colours = plt.get_cmap("tab10").colors
+    styles = ["-", "--", ":", "-."]
+    for ax, (group, runs) in zip(axes.flat, groups.items()):
+        for i, (name, path) in enumerate(runs):
+            records = [r for r in read_log(path) if key in r and "iter" in r]
+            ax.plot([r["iter"] for r in records], [r[key] for r in records], label=name,
+                    color=colours[i % len(colours)], linestyle=styles[(i // len(colours)) % len(styles)])
+        ax.set_title(group or key, fontsize="medium")
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize="x-small", loc="upper right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(key)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def explore(model: torch.nn.Module, dataset, **options):
+    """The interactive NAM explorer of ``model`` over ``dataset`` (:class:`pna.explorer.NAMExplorer`,
+    needs ipywidgets): click a pixel, see its L x L similarity weights per head and stage. Options:
+    ``index``, ``stage``, ``head``, ``pixel`` (row, col), ``palette``, ``classes``."""
+    from pna.explorer import NAMExplorer
+
+    return NAMExplorer(model, dataset, **options)
