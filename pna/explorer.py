@@ -36,7 +36,7 @@ import torch
 
 from pna.viz import colorize, to_display_image, window_origin
 
-MIN_DISPLAY = 256  # images are enlarged by an integer factor to at least this many pixels
+MIN_DISPLAY = 256  # small images are shown enlarged (by the browser) to at least this many pixels
 WEIGHT_CELL = 28   # pixels per window slot in the weights view
 FORMATS = {"image": "jpeg", "prediction": "png", "weights": "png"}  # the three pictures, left to right
 
@@ -61,7 +61,7 @@ def _encode(rgb: np.ndarray, format: str = "png") -> bytes:
 
 
 def _enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
-    return rgb.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else rgb
+    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def _outline(rgb: np.ndarray, top: int, left: int, bottom: int, right: int, colour, width: int = 2) -> None:
@@ -141,13 +141,15 @@ class NAMExplorer:
                 "window": (top, left, win_h, win_w), "weights": all_heads[self.head], "all_heads": all_heads}
 
     # ---- pictures -----------------------------------------------------------------------------
-    def _factor(self) -> int:
+    def display_scale(self) -> int:
+        """How many screen pixels an image pixel takes: the pictures are sent at the image's own
+        resolution (small in a stored notebook) and enlarged by the browser."""
         return max(1, -(-MIN_DISPLAY // max(self._loaded["size"])))
 
-    def _to_pixels(self, view: dict, factor: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-        """The window and the query cell as (top, left, bottom, right) in enlarged image pixels."""
+    def _to_pixels(self, view: dict) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        """The window and the query cell as (top, left, bottom, right) in image pixels."""
         (height, width), (h, w) = self._loaded["size"], view["map_size"]
-        sy, sx = height * factor / h, width * factor / w
+        sy, sx = height / h, width / w
         top, left, win_h, win_w = view["window"]
         cy, cx = view["cell"]
         window = (round(top * sy), round(left * sx), round((top + win_h) * sy), round((left + win_w) * sx))
@@ -155,30 +157,30 @@ class NAMExplorer:
         return window, cell
 
     def render(self, view: dict | None = None) -> dict[str, np.ndarray]:
-        """The three pictures (RGB uint8) of ``view`` (default: the current one)."""
+        """The three pictures (RGB uint8) of ``view`` (default: the current one): the image and the
+        prediction at the image's resolution, the weights with ``WEIGHT_CELL`` pixels per slot."""
         view = view or self.view
-        factor = self._factor()
         (height, width), (h, w) = self._loaded["size"], view["map_size"]
-        window, cell = self._to_pixels(view, factor)
+        window, cell = self._to_pixels(view)
         scale = float(view["all_heads"].max()) or 1.0  # one colour scale for every head of this pixel
 
         # the image, dimmed outside the window, the chosen head's weights blended in inside it
-        picture = _enlarge((self._loaded["picture"] * 255).astype(np.uint8), factor)
+        picture = (self._loaded["picture"] * 255).astype(np.uint8)
         spread = np.zeros((h, w), dtype=np.float32)
         top, left, win_h, win_w = view["window"]
         spread[top:top + win_h, left:left + win_w] = view["weights"] / scale
-        rows = (np.arange(height * factor) * h // (height * factor)).clip(0, h - 1)
-        cols = (np.arange(width * factor) * w // (width * factor)).clip(0, w - 1)
+        rows = (np.arange(height) * h // height).clip(0, h - 1)
+        cols = (np.arange(width) * w // width).clip(0, w - 1)
         heat = spread[rows][:, cols]
         inside = np.zeros(heat.shape, dtype=bool)
         inside[window[0]:window[2], window[1]:window[3]] = True
         blended = np.where(inside[..., None], 0.45 * picture + 0.55 * _colormap(heat), 0.5 * picture)
         image = blended.astype(np.uint8)
 
-        prediction = _enlarge(colorize(self._loaded["predictions"][self.stage], self.palette), factor)
+        prediction = colorize(self._loaded["predictions"][self.stage], self.palette)
         for rgb in (image, prediction):
-            _outline(rgb, *window, colour=(0, 230, 255), width=2)
-            _outline(rgb, *cell, colour=(255, 40, 40), width=2)
+            _outline(rgb, *window, colour=(0, 230, 255), width=1)
+            _outline(rgb, *cell, colour=(255, 40, 40), width=1)
 
         grid = _enlarge(_colormap(view["weights"] / scale), WEIGHT_CELL)
         cy, cx = view["cell"]
@@ -232,9 +234,8 @@ class NAMExplorer:
         return self.update(pixel=(min(max(int(y), 0), height - 1), min(max(int(x), 0), width - 1)))
 
     def _on_event(self, event: Mapping) -> None:
-        if event.get("type") == "click" and "dataX" in event:
-            factor = self._factor()
-            self.click(event["dataX"] / factor, event["dataY"] / factor)
+        if event.get("type") == "click" and "dataX" in event:  # ipyevents: in the image's own pixels
+            self.click(event["dataX"], event["dataY"])
 
     # ---- the widget ---------------------------------------------------------------------------
     @property
@@ -263,8 +264,8 @@ class NAMExplorer:
             "index": W.BoundedIntText(value=self.index, min=0, max=len(self.dataset) - 1, description="image",
                                       layout=W.Layout(width="160px")),
         }
-        self._widgets = {**pictures, **controls, "text": W.HTML(), "legend": W.HTML(), "busy": False}
-        for name, control in controls.items():
+        self._widgets = {**pictures, **controls, "caption": W.HTML(), "text": W.HTML(), "busy": False}
+        for control in controls.values():
             control.observe(self._on_control, names="value")
         try:
             from ipyevents import Event
@@ -275,15 +276,14 @@ class NAMExplorer:
                                        for name in ("image", "prediction")]
             for event in self._widgets["events"]:
                 event.on_dom_event(self._on_event)
-        titled = [W.VBox([W.HTML(f"<b>{title}</b>"), pictures[name]]) for name, title in
-                  (("image", "image: window (cyan), query (red)"), ("prediction", "prediction"),
-                   ("weights", "similarity weights S"))]
-        self._widgets["titles"] = [box.children[0] for box in titled]
+        # Few boxes and labels: an executed notebook stores every widget's state (about 1 kB each).
         self._widgets["box"] = W.VBox([
             W.HBox([controls["stage"], controls["index"]]),
             W.HBox([controls["head"], controls["row"], controls["col"]]),
-            W.HBox(titled), self._widgets["legend"], self._widgets["text"],
+            self._widgets["caption"], W.HBox(list(pictures.values())), self._widgets["text"],
         ])
+        self._widgets["box"].add_class("pna-explorer")  # enlarged pixels stay sharp squares:
+        self._widgets["style"] = "<style>.pna-explorer img {image-rendering: pixelated;}</style>"
         self._refresh()
 
     def _on_control(self, change) -> None:
@@ -319,16 +319,12 @@ class NAMExplorer:
             c["row"].value, c["col"].value = self.pixel
             for name, rgb in self.render().items():
                 c[name].value = _encode(rgb, FORMATS[name])
-                c[name].layout.width = f"{rgb.shape[1]}px"
+                c[name].layout.width = f"{rgb.shape[1] * (self.display_scale() if name != 'weights' else 1)}px"
             _, _, win_h, win_w = self.view["window"]
-            c["titles"][2].value = f"<b>similarity weights S ({win_h}x{win_w}), head {self.head}</b>"
-            c["titles"][1].value = f"<b>prediction {self.stage}</b>"
-            c["legend"].value = self._legend()
-            c["text"].value = f"<code>{self.describe()}</code>"
+            c["caption"].value = c["style"] + (f"<b>image</b>: window (cyan), query (red) &nbsp;|&nbsp; <b>prediction {self.stage}</b>"
+                                  f" &nbsp;|&nbsp; <b>similarity weights S</b> ({win_h}x{win_w}), head {self.head}"
+                                  f" &nbsp;&middot;&nbsp; click the image or the prediction")
+            c["text"].value = f"{self._legend()}<br><code>{self.describe()}</code>"
         finally:
             c["busy"] = False
 
-
-def explore(model: torch.nn.Module, dataset, **options) -> NAMExplorer:
-    """:class:`NAMExplorer` of ``model`` over ``dataset``; display it as a notebook cell's last value."""
-    return NAMExplorer(model, dataset, **options)

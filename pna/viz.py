@@ -78,14 +78,14 @@ def class_legend(fig, maps: Sequence, palette: Sequence[Sequence[int]], class_na
 
 
 def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]], stage_names: Sequence[str] | None = None,
-                    class_names: Sequence[str] | None = None):
+                    class_names: Sequence[str] | None = None, size: float = 2.2):
     """One row per sample: image, label, then every stage P0..P4 (the paper's Fig. 3).
 
     Each sample is ``{"image": (3, H, W) normalised, "label": (H, W), "predictions": {stage: (H, W)}}``
     (``predictions`` as returned by :func:`predict_stages`). With ``class_names`` (e.g.
-    ``dataset.classes``) a legend below names the colour of each class shown."""
+    ``dataset.classes``) a legend below names the colour of each class shown; ``size``: inches per panel."""
     stage_names = list(stage_names or samples[0]["predictions"].keys())
-    fig, axes = _figure(len(samples), 2 + len(stage_names))
+    fig, axes = _figure(len(samples), 2 + len(stage_names), size=size)
     for row, sample in zip(axes, samples):
         row[0].imshow(to_display_image(sample["image"]))
         row[1].imshow(colorize(sample["label"], palette))
@@ -145,6 +145,41 @@ def plot_similarity(image: torch.Tensor, attn: torch.Tensor, pixel: tuple[int, i
         ax.imshow(picture, alpha=0.5)
         ax.imshow(maps[h].cpu().numpy(), cmap="magma", alpha=0.7, extent=extent, interpolation="nearest")
         ax.set_title(f"head {h}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity_stages(image: torch.Tensor, attention: Mapping[str, torch.Tensor], pixel: tuple[int, int],
+                           kernel_size: int, max_heads: int = 4, size: float = 1.7):
+    """One row per stage: the image with the query pixel (red) and its window (cyan), then that
+    pixel's similarity weights for each head (the first ``max_heads``) over the image.
+
+    ``attention``: ``{stage: (heads, h, w, Lh*Lw)}`` of one image (``model.attention_maps(x)`` with
+    the batch index taken); ``pixel`` is (row, col) in image coordinates. Within a row every head
+    shares one colour scale."""
+    from matplotlib.patches import Rectangle
+
+    picture = to_display_image(image)
+    height, width = picture.shape[:2]
+    heads = min(max(a.shape[0] for a in attention.values()), max_heads)
+    fig, axes = _figure(len(attention), 1 + heads, size=size)
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    for row, (stage, attn) in zip(axes, attention.items()):
+        _, h, w, _ = attn.shape
+        cell = (min(pixel[0] * h // height, h - 1), min(pixel[1] * w // width, w - 1))
+        maps = neighbourhood_map(attn, cell, kernel_size).cpu().numpy()
+        top, left = window_origin(cell[0], h, kernel_size), window_origin(cell[1], w, kernel_size)
+        sy, sx = height / h, width / w
+        row[0].imshow(picture)
+        row[0].add_patch(Rectangle((left * sx - 0.5, top * sy - 0.5), min(kernel_size, w) * sx, min(kernel_size, h) * sy,
+                                   fill=False, edgecolor="cyan", linewidth=1.5))
+        row[0].plot(pixel[1], pixel[0], "r+", markersize=10, mew=2)
+        row[0].set_title(f"{stage}: stride {height / h:g}, {h}x{w}", fontsize="small")
+        for k in range(min(heads, maps.shape[0])):
+            ax = row[k + 1]
+            ax.imshow(picture, alpha=0.5)
+            ax.imshow(maps[k], cmap="magma", alpha=0.7, extent=extent, interpolation="nearest", vmin=0, vmax=maps.max())
+            ax.set_title(f"head {k}" + (f" of {maps.shape[0]}" if maps.shape[0] > heads else ""), fontsize="small")
     fig.tight_layout()
     return fig
 

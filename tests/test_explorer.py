@@ -78,15 +78,16 @@ def test_the_window_is_drawn_where_the_weights_are(model, images):
     explorer = NAMExplorer(model, images, palette=PALETTE, stage="P4")
     view = explorer.click(x=2, y=30)  # near the left border: the window is shifted, not padded
     pictures = explorer.render()
-    factor = pictures["image"].shape[0] // 64
     top, left, win_h, win_w = view["window"]
-    assert left == 0 and factor == 3  # 64x96 is enlarged until its long side has at least 256 pixels
-    stride = factor * 4  # P4 is stride 4
+    assert left == 0 and pictures["image"].shape == (64, 96, 3) == pictures["prediction"].shape
+    assert explorer.display_scale() == 3  # the browser shows 64x96 at 192x288
+    stride = 4  # P4
     cyan = np.array([0, 230, 255])
     for name in ("image", "prediction"):
         rgb = pictures[name]
-        assert (rgb[top * stride + 1, left * stride:(left + win_w) * stride] == cyan).all()  # the window's top edge
+        assert (rgb[top * stride, left * stride:(left + win_w) * stride] == cyan).all()  # the window's top edge
         assert (rgb[(top + win_h) * stride - 1, left * stride + 3] == cyan).all()  # its bottom edge
+        assert (rgb[top * stride + 1, left * stride + 1] != cyan).any()  # and inside: the picture
     assert pictures["weights"].shape[:2] == (win_h * 28, win_w * 28)
 
 
@@ -99,7 +100,7 @@ def test_widgets_follow_clicks_sliders_stage_and_image(model, images):
     controls = explorer._widgets
     assert controls["head"].max == explorer.heads("P1") - 1 == 1  # 64 channels / 32 per head
     before = controls["weights"].value
-    explorer._on_event({"type": "click", "dataX": 40 * 3 + 1, "dataY": 10 * 3 + 2})  # ipyevents: enlarged x3
+    explorer._on_event({"type": "click", "dataX": 40, "dataY": 10})  # ipyevents: in the image's pixels
     assert explorer.view["pixel"] == (10, 40) and (controls["row"].value, controls["col"].value) == (10, 40)
     controls["head"].value = 1
     assert explorer.view["head"] == 1 and controls["weights"].value != before
@@ -113,7 +114,7 @@ def test_widgets_follow_clicks_sliders_stage_and_image(model, images):
                                _reference_weights(model, images[1]["image"])["P4"][0, 2, 23].reshape(5, 5).numpy(),
                                rtol=1e-4, atol=1e-6)
     shown = Image.open(io.BytesIO(controls["image"].value))
-    assert shown.size == (96 * 3, 64 * 3) and "bg" not in controls["legend"].value  # classes default to ids
+    assert shown.size == (96, 64) and controls["image"].layout.width == "288px" and "bg" not in controls["text"].value  # classes default to ids
     assert "P4" in controls["text"].value and box.children
 
 
