@@ -28,6 +28,7 @@ Example::
 """
 from __future__ import annotations
 
+import html
 import io
 from typing import Mapping, Sequence
 
@@ -297,12 +298,10 @@ class NAMExplorer:
         present = set(np.unique(self._loaded["predictions"][self.stage]).tolist())
         if self._loaded["label"] is not None:
             present |= set(np.unique(np.asarray(self._loaded["label"])).tolist())
-        swatches = []
-        for k in sorted(c for c in present if c < len(self.classes)):
-            r, g, b = self.palette[k]
-            swatches.append(f'<span style="display:inline-block;width:12px;height:12px;background:rgb({r},{g},{b});'
-                            f'border:1px solid #888;margin:0 4px 0 10px;vertical-align:middle"></span>{self.classes[k]}')
-        return "classes: " + "".join(swatches)
+        swatch = ("<span style='display:inline-block;width:12px;height:12px;background:rgb{};border:1px solid #888;"
+                  "margin:0 4px 0 10px;vertical-align:middle'></span>{}")
+        return "classes: " + "".join(swatch.format(tuple(self.palette[k]), html.escape(str(self.classes[k])))
+                                     for k in sorted(present) if k < len(self.classes))
 
     def _refresh(self) -> None:
         """Push the current view into the widgets (when they exist)."""
@@ -321,10 +320,11 @@ class NAMExplorer:
                 c[name].value = _encode(rgb, FORMATS[name])
                 c[name].layout.width = f"{rgb.shape[1] * (self.display_scale() if name != 'weights' else 1)}px"
             _, _, win_h, win_w = self.view["window"]
-            c["caption"].value = c["style"] + (f"<b>image</b>: window (cyan), query (red) &nbsp;|&nbsp; <b>prediction {self.stage}</b>"
-                                  f" &nbsp;|&nbsp; <b>similarity weights S</b> ({win_h}x{win_w}), head {self.head}"
-                                  f" &nbsp;&middot;&nbsp; click the image or the prediction")
-            c["text"].value = f"{self._legend()}<br><code>{self.describe()}</code>"
+            parts = ["<b>image</b>: window (cyan), query (red)", f"<b>prediction {self.stage}</b>",
+                     f"<b>similarity weights S</b> ({win_h}x{win_w}), head {self.head}"]
+            c["caption"].value = c["style"] + " &nbsp;|&nbsp; ".join(parts) + " &nbsp;&middot; click the image or the prediction"
+            c["text"].value = (f"{self._legend()}<div class='pna-status' style='font-family: monospace'>"
+                               f"{self.describe()}</div>")
         finally:
             c["busy"] = False
 
