@@ -67,7 +67,7 @@ async function describe(page) {
   await explorer.screenshot({ path: `${outDir}/explorer_p2.png` });
 
   // the training progress bar (when the notebook trained its model): a widget, not text lines
-  const bars = page.locator(".jp-OutputArea-output:has(.widget-progress)");
+  const bars = page.locator(".jp-OutputArea-output:has(.widget-hprogress, .widget-progress, .progress)");
   console.log(`outputs holding a progress widget: ${await bars.count()}`);
   if (await bars.count()) {
     await bars.first().scrollIntoViewIfNeeded();
