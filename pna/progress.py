@@ -93,12 +93,12 @@ class Progress:
 
     def _make_bar(self):
         if self.mode == "widget":
-            from tqdm.notebook import tqdm
-            try:
-                return tqdm(total=self.total, initial=self.initial, desc=self.desc)
-            except ImportError:  # ipywidgets missing: "IProgress not found"
+            import tqdm.notebook
+
+            if tqdm.notebook.IProgress is None:  # ipywidgets missing (tqdm: "IProgress not found")
                 self.mode = "lines"
                 return None
+            return tqdm.notebook.tqdm(total=self.total, initial=self.initial, desc=self.desc)
         from tqdm import tqdm
         return tqdm(total=self.total, initial=self.initial, desc=self.desc, dynamic_ncols=True)
 
