@@ -4,19 +4,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NBSTRIPOUT := $(abspath $(BIN))/nbstripout
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: reproduce test unit notebooks venv clean-venv rehearse
+.PHONY: reproduce test unit normalize-notebooks venv clean-venv rehearse
 
 venv: $(STAMP)
 
+# git commits notebooks through nbstripout (no outputs, cell ids 0, 1, ...); the committed notebooks
+# are in that form already (tests/test_clean_tree.py), so a fresh clone stays clean after `make`.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[notebooks,test]'
-	-git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout" 2>/dev/null
+	-git config filter.nbstripout.clean "$(NBSTRIPOUT)" 2>/dev/null
 	-git config filter.nbstripout.smudge cat 2>/dev/null
+	-git config diff.ipynb.textconv "$(NBSTRIPOUT) -t" 2>/dev/null
 	touch $@
 
 # Every notebook in the smoke profile (synthetic data, CPU), then the tables notebook.
@@ -38,6 +42,10 @@ rehearse: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests pna --doctest-modules -p no:cacheprovider
+
+# Rewrite the notebooks in the form the git filter commits (after editing them outside git).
+normalize-notebooks: $(STAMP)
+	$(NBSTRIPOUT) notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

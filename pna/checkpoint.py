@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,13 +73,46 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by the trainer; FileNotFoundError / ValueError when it is not one."""
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, not a torch file) or is not a pna one."""
+
+
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load with errors that name the file and what to do about it.
+
+    A truncated file (an interrupted copy or download, a full disk) gives torch's "PytorchStreamReader
+    failed reading zip archive" without the file's name; this raises :class:`CheckpointError` instead.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    # Our checkpoints hold numpy RNG states and plain dicts besides tensors.
-    data = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        # Our checkpoints hold numpy RNG states and plain dicts besides tensors.
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        if isinstance(error, RuntimeError) and "zip archive" not in str(error) and "magic number" not in str(error):
+            raise  # e.g. a CUDA tensor loaded without a GPU: torch's own message says what to do
+        size = path.stat().st_size
+        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): it is truncated or not a torch "
+                              f"file ({reason}); {_remedy(path)}") from error
+
+
+def _remedy(path: Path) -> str:
+    """What to do about an unreadable checkpoint, by where it lies."""
+    if path.name == "final.pt" and (path.parent / "done.json").is_file():
+        return (f"the finished run in {path.parent} is damaged: train its config again with --overwrite "
+                "(overwrite=True), or delete that folder")
+    if path.name == "last.pt":
+        return (f"the interrupted run in {path.parent} cannot resume from it: delete it and train again "
+                "with --overwrite (overwrite=True) to restart the run")
+    return "if it was copied or downloaded, copy it again; if pna.train wrote it, train again"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by the trainer; FileNotFoundError / CheckpointError (a ValueError)
+    when it is missing, unreadable or not one."""
+    data = read_torch_file(path, map_location)
     if not isinstance(data, dict) or "model" not in data or "config" not in data:
-        raise ValueError(f"{path} is not a pna training checkpoint (expected keys 'model' and 'config')")
+        raise CheckpointError(f"{path} is not a pna training checkpoint (expected keys 'model' and 'config')")
     return data

@@ -27,12 +27,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pna import distributed as dist
 from pna.loader import eval_loader
 from pna.metrics import ConfusionMatrix
 from pna.models.segmentor import predict_at_input_size
+from pna.progress import track
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -104,7 +104,7 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
     matrices = {n: ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.eval_classes, device)
                 for n in names}
     loader = eval_loader(dataset, batch_size, workers, dist.world_size(), dist.rank())
-    for batch in tqdm(loader, desc="eval", disable=not (progress and dist.is_main()), leave=False):
+    for batch in track(loader, "eval", enabled=progress and dist.is_main()):
         images, labels = batch["image"], batch["label"]
         pairs = zip(images, labels) if isinstance(images, list) else [(images, labels)]
         for image, label in pairs:
@@ -180,4 +180,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pna.cli import run
+
+    sys.exit(run(main))  # errors as one line; --debug shows the traceback

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
-import torch
 
 from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
 from pna.build import build_eval_set, model_from_checkpoint
@@ -162,7 +161,7 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
     configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides,
                                 weights, allow_random_init, workers)
                for row in rows if row not in authors}  # every row is checked before the first one trains
-    runs = {}
+    runs, start = {}, time.perf_counter()
     for i, row in enumerate(rows, 1):
         if row in authors:
             print(f"[{i}/{len(rows)}] {table} / {row}: the authors' checkpoint {authors[row]}", flush=True)
@@ -170,6 +169,9 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
             continue
         print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
         runs[row] = train(configs[row], results_dir=out_dir)
+    reused = sum(run.reused for run in runs.values())
+    print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
+          f"{reused} reused", flush=True)
     return runs
 
 
@@ -214,10 +216,12 @@ def load_trained(run: RunResult, device: str = "cpu"):
 
 def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
     """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
+    from pna.checkpoint import load_checkpoint
+
     checkpoint_path = Path(run_dir) / "final.pt"
     if not checkpoint_path.is_file():
         raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
     dataset = build_eval_set(cfg)
-    checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    checkpoint = load_checkpoint(checkpoint_path, map_location=device)
     model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
     return model, dataset

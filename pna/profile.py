@@ -140,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from pna.cli import run
+
+    sys.exit(run(main))  # errors as one line; --debug shows the traceback
 
 
 def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[int] = (512, 512),

@@ -156,20 +156,23 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
     for index in samples:
         item = dataset[index]
         panels.append({"image": item["image"], "label": item["label"], "predictions": predict_stages(model, item["image"])})
-    fig = plot_refinement(panels, dataset.palette)
+    fig = plot_refinement(panels, dataset.palette, class_names=dataset.classes)
     return _save(fig, root / "figures" / f"refinement_{row}.{profile}.png")
 
 
 def training_curves_figure(profile: str = "smoke", root: str | Path | None = None) -> Path:
-    """Training loss against iteration of every run of ``profile`` whose log is still on disk."""
+    """Training loss against iteration of every run of ``profile`` whose log is still on disk, one
+    panel per table (see :func:`pna.viz.plot_training_curves`)."""
     from pna.viz import plot_training_curves
 
     root = Path(root or results_dir())
     logs: dict[str, str] = {}
+    drawn: set[tuple[str, str]] = set()
     for r in _records(profile, root):
-        label = f"{r['config']['table']}/{r['config']['row']}"
-        if r.get("log") and Path(r["log"]).is_file() and r["log"] not in logs.values():
-            logs[label] = r["log"]  # rows that share a run are drawn once, under the first label
+        table = r["config"]["table"]
+        if r.get("log") and Path(r["log"]).is_file() and (table, r["log"]) not in drawn:
+            drawn.add((table, r["log"]))  # rows of one table that share a run: drawn once, first label
+            logs[f"{table}/{r['config']['row']}"] = r["log"]
     if not logs:
         raise FileNotFoundError(f"no {profile} training log found from the results in {root}")
     return _save(plot_training_curves(logs), root / "figures" / f"training_curves.{profile}.png")

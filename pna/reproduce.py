@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     for i, notebook in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {notebook.name} ({parameters})", flush=True)
         seconds = run_notebook(notebook, executed, parameters)
-        timings.append((notebook.name, round(seconds, 1)))
-        print(f"[{i}/{len(notebooks)}] {notebook.name} done in {seconds:.0f} s", flush=True)
+        kilobytes = (executed / notebook.name).stat().st_size / 1000  # the executed copy, outputs included
+        timings.append((notebook.name, round(seconds, 1), round(kilobytes, 1)))
+        print(f"[{i}/{len(notebooks)}] {notebook.name} done in {seconds:.0f} s ({kilobytes:.0f} kB executed)", flush=True)
     total = time.perf_counter() - total_start
     print(f"all {len(notebooks)} notebooks in {total / 60:.1f} min; executed copies in {executed}")
 
@@ -81,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.mkdir(parents=True, exist_ok=True)
     with open(bench / f"reproduce_{args.profile}.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["notebook", "seconds"])
-        writer.writerows(timings + [("total", round(total, 1))])
+        writer.writerow(["notebook", "seconds", "executed_kB"])
+        writer.writerows(timings + [("total", round(total, 1), round(sum(t[2] for t in timings), 1))])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pna.cli import run
+
+    sys.exit(run(main))  # errors as one line; --debug shows the traceback

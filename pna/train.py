@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from pna import distributed as dist
 from pna.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
@@ -33,6 +32,7 @@ from pna.build import build_eval_set, build_model, build_train_set
 from pna.evaluate import evaluate_model
 from pna.loader import train_batches
 from pna.optim import build_optimizer, build_scheduler
+from pna.progress import Progress
 from pna.results import provenance, write_result
 from pna.rundir import RunDir, default_run_dir
 
@@ -151,8 +151,7 @@ class Trainer:
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
         batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
                                 self.world, dist.rank(), pin_memory=self.device.type == "cuda")
-        bar = tqdm(total=t.iters, initial=self.iteration, desc=self.cfg.row, dynamic_ncols=True,
-                   disable=not (self.progress and dist.is_main()))
+        bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
         start = time.perf_counter() - self.elapsed
         self.model.train()
         while self.iteration < stop_at:
@@ -288,4 +287,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pna.cli import run
+
+    sys.exit(run(main))  # errors as one line; --debug shows the traceback

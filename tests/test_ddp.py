@@ -59,10 +59,14 @@ def _worker(rank: int, world: int, port: int, cache: str, out: str) -> None:
     torch.set_num_threads(1)
     _no_dropout()
     import warnings
-    warnings.simplefilter("ignore")
     cfg = load_config("voc/fcn_r50_os32_pna", "smoke", _overrides(Path(cache)))
-    train(cfg, out_dir=out, write_results=False, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, out_dir=out, write_results=False, progress=False)
     torch.distributed.destroy_process_group()
+    # DDP's reducer warns when a gradient's strides differ from its parameter's (see test_grad_layout)
+    strides = [str(w.message).splitlines()[0] for w in caught if "Grad strides" in str(w.message)]
+    (Path(out) / f"grad_stride_warnings.rank{rank}.txt").write_text("\n".join(strides))
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_effective_batch(tmp_path, monkeypatch):
@@ -78,6 +82,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_effective_batch(tmp_
         torch.set_num_threads(threads)
     mp.spawn(_worker, args=(2, _free_port(), str(cache), str(tmp_path / "ddp")), nprocs=2, join=True)
 
+    for rank in range(2):
+        assert (tmp_path / "ddp" / f"grad_stride_warnings.rank{rank}.txt").read_text() == "", f"rank {rank}"
     ddp_done = load_checkpoint(tmp_path / "ddp" / "final.pt")
     record = json.loads((tmp_path / "ddp" / "done.json").read_text())
     assert record["world_size"] == 2 and record["effective_batch"] == 4 and record["batch_per_process"] == 2

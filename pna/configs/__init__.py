@@ -63,9 +63,8 @@ def load_config(name: str, profile: str = "smoke",
                 overrides: dict | list[str] | None = None) -> Config:
     """The config of row `name` (see :func:`list_configs`) at `profile`, with overrides applied."""
     if name not in ROWS:
-        close = [n for n in ROWS if name.split("/")[-1] in n]
-        raise ValueError(f"unknown config {name!r}; expected one of list_configs()"
-                         + (f", e.g. {close[:5]}" if close else ""))
+        from pna.cli import unknown_name_error
+        raise unknown_name_error("config", name, ROWS, "pna.configs.list_configs()")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     cfg = paper_config(ROWS[name]) if profile == "paper" else _smoke(ROWS[name])

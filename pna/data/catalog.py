@@ -139,5 +139,6 @@ DATASETS: tuple[str, ...] = tuple(INFOS)
 def info(name: str) -> DatasetInfo:
     """The label space of dataset ``name`` (one of ``DATASETS``); reads no file."""
     if name not in INFOS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        from pna.cli import unknown_name_error
+        raise unknown_name_error("dataset", name, DATASETS, "pna.data.DATASETS")
     return INFOS[name]

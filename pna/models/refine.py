@@ -63,7 +63,9 @@ class RefineStage(nn.Module):
         aggregated, attn = aggregated if return_attn else (aggregated, None)
         x = shortcut + aggregated
         x = x + self.mlp(self.norm_mlp(x))
-        logits = self.classifier(self.norm_out(x).permute(0, 3, 1, 2))
+        # plain NCHW: a channels-last input gives the 1x1 convs here and in the next stage's `value`
+        # weight gradients with other strides than the weights (DDP's grad-stride warning); see ChannelNorm
+        logits = self.classifier(self.norm_out(x).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format))
         return (logits, attn) if return_attn else logits
 
 

@@ -23,7 +23,8 @@ def list_models() -> list[str]:
 def get_spec(name: str, **overrides: Any) -> ModelSpec:
     """The row's spec with ``overrides`` applied; unknown names and fields raise ValueError."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {list_models()}")
+        from pna.cli import unknown_name_error
+        raise unknown_name_error("model", name, list_models(), "pna.models.list_models()")
     fields = [f.name for f in dataclasses.fields(ModelSpec)]
     unknown = sorted(set(overrides) - set(fields))
     if unknown:

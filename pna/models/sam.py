@@ -7,6 +7,20 @@ from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
 
+class ChannelNorm(LayerNorm2d):
+    """timm's LayerNorm2d with a plain NCHW output.
+
+    LayerNorm2d normalises a permuted view and permutes back, which leaves a channels-last layout;
+    the convolutions after it then return channels-last weight gradients, whose strides differ from
+    their (contiguous) weights', and DDP warns "Grad strides do not match bucket view strides" on
+    every start. ``clone`` rather than ``contiguous``: on a 1x1 map the channels-last strides count as
+    contiguous and would be kept. Same parameters and state-dict keys as LayerNorm2d.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).clone(memory_format=torch.contiguous_format)
+
+
 class ChannelAttention(nn.Module):
     """MDTA: per head a (D/h x D/h) attention across channels, q and k L2-normalised over positions.
 
@@ -58,9 +72,9 @@ class SelfAggregation(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, ffn_expansion: float = 2.66):
         super().__init__()
-        self.norm1 = LayerNorm2d(dim, eps=1e-5)
+        self.norm1 = ChannelNorm(dim, eps=1e-5)
         self.attn = ChannelAttention(dim, num_heads)
-        self.norm2 = LayerNorm2d(dim, eps=1e-5)
+        self.norm2 = ChannelNorm(dim, eps=1e-5)
         self.ffn = GatedFeedForward(dim, ffn_expansion)
 
     def forward(self, x: Tensor) -> Tensor:
