@@ -98,8 +98,6 @@ def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
 
 def rehearse_row(name: str, device_name: str, workdir: Path) -> dict:
     """Steps 1-4 of the module docstring for one config; returns its line of the table."""
-    import torch
-
     from pna import distributed as dist
     from pna.configs import ROWS
     from pna.data import info
