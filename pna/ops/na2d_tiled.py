@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .na2d_cpu import _quiet_tracer
 from .window import tile_halo_table
 
 TILE = (8, 8)  # queries per tile (rows, cols); measured, see pna.ops.na2d (crossover table)
@@ -96,7 +97,8 @@ def _to_tiles(x: torch.Tensor, geo: TileGeometry) -> torch.Tensor:
     """``(B, h, H, W, C) -> (tile rows, h, tile cols, B, Tr * Tc, C)`` contiguous (zero padded)."""
     (tr, tc), (nr, nc) = geo.tile, geo.tiles
     batch, heads, height, width, channels = x.shape
-    x = F.pad(x, (0, 0, 0, nc * tc - width, 0, nr * tr - height))
+    if (nr * tr, nc * tc) != (height, width):
+        x = F.pad(x, (0, 0, 0, nc * tc - width, 0, nr * tr - height))
     x = x.view(batch, heads, nr, tr, nc, tc, channels).permute(2, 1, 4, 0, 3, 5, 6)
     return x.contiguous().view(nr, heads, nc, batch, tr * tc, channels)
 
@@ -155,7 +157,7 @@ class HaloTiledNA(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, rpb, kernel_size: int):
         work = _work_dtype(q.dtype)
-        with torch.autocast(q.device.type, enabled=False):
+        with torch.autocast(q.device.type, enabled=False), _quiet_tracer():
             geo = tile_geometry(q.shape[2], q.shape[3], kernel_size, TILE, str(q.device))
             q_tiles, k_work, v_work = _to_tiles(q.to(work), geo), k.to(work), v.to(work)
             bias = _bias_table(rpb, geo, work)
@@ -184,7 +186,7 @@ class HaloTiledNA(torch.autograd.Function):
             minus_delta = -(grad * out).sum(-1, keepdim=True)  # -rowsum(dO * O) = -rowsum(P * dP)
             (halo_r, halo_c), cols = geo.halo, geo.tiles[1]
             halo_grads = lambda x: x.new_zeros(heads, cols, batch, height, halo_c, x.shape[-1])  # noqa: E731
-            grad_q = torch.zeros_like(q_tiles) if need_q else None
+            grad_q = torch.empty_like(q_tiles) if need_q else None  # every tile is written
             grad_k = halo_grads(k) if need_k else None
             grad_v = halo_grads(v) if need_v else None
             grad_bias = torch.zeros_like(bias) if need_bias else None
