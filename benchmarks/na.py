@@ -4,8 +4,8 @@ Stage table (default): the four PNA stage shapes of a 512 x 512 input (B = 2, he
 L in {5, 7, 9, 11}, per implementation: ``naive_unfold`` (``F.unfold`` of every L x L window,
 ``L * L`` copies of K and V), ``reference`` (advanced-index gather), ``fast`` (slot loop),
 ``dense`` (one score matmul, where the dispatcher allows it) and ``tiled`` (halo tiles). Each
-(impl, stage, L) runs in a fresh subprocess; peak memory is the growth of its peak RSS
-(``getrusage``) over the RSS after the inputs were made. GFLOP/s counts the useful work only: six
+(impl, stage, L) runs in a fresh subprocess; peak memory is the growth of its resident high-water
+mark (VmHWM, reset after the inputs were made) over the RSS at that point. GFLOP/s counts the useful work only: six
 window products (two forward, four backward) of ``2 * B * heads * H * W * L^2 * dim`` FLOPs; the
 ratio divides the time by that of one square matmul of the same FLOPs timed in the same process.
 The 1-minute load average is recorded beside every figure (the CPU is shared). Writes
@@ -24,7 +24,7 @@ import argparse
 import csv
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import time
@@ -69,8 +69,14 @@ def naive_unfold_na2d(q, k, v, rpb, kernel_size):
     return out.view(batch, heads, height, width, -1)
 
 
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def _resident_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MiB (Linux)."""
+    return int(re.search(field + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def _reset_peak() -> None:
+    # getrusage's maxrss would keep the peak of the process this one was spawned from
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def _available_mb() -> float:
@@ -130,9 +136,10 @@ def worker(impl: str, batch: int, heads: int, size: int, kernel_size: int, repea
     if impl == "dense" and not fits_dense(inputs[0]):
         return {"status": "skipped: dense score matrix over the dispatcher's limit"}
     flops = useful_flops(batch, heads, size, size, kernel_size)
-    baseline = _max_rss_mb()
+    _reset_peak()
+    baseline = _resident_mb("VmRSS")
     ms = _median_ms(_runner(impl, inputs, rpb, seed, kernel_size), repeats)
-    peak = _max_rss_mb() - baseline
+    peak = _resident_mb("VmHWM") - baseline
     mm = matmul_ms(flops, max(repeats, 3))
     return {"fwd_bwd_ms": round(ms, 1), "peak_mem_mb": round(peak, 1), "gflops_per_s": round(flops / ms / 1e6, 1),
             "matmul_ms": round(mm, 2), "ratio_to_matmul": round(ms / mm, 1), "load_avg_1min": os.getloadavg()[0],
