@@ -15,9 +15,8 @@ gradients are summed back into the map (one ``index_add_`` per tensor) and the b
 gradient goes into ``rpb`` with one ``index_add_``. Half-precision inputs are computed in float32
 (CPUs without bf16 units emulate it, and 81-term sums lose too much in bf16).
 
-Work goes by chunks (one tile row, one head, a few tile columns of one bias class, the whole batch)
-sized so the scores of a chunk stay in cache; the chunk's bias is then one table that broadcasts,
-added inside the score matmul (``baddbmm``).
+Work goes by chunks (one tile row, one head, the whole batch, as many tile columns as keep the
+chunk's scores in cache); the score matmul adds into a copy of the chunk's bias tables in place.
 """
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ class TileGeometry:
     halo_rows: tuple[int, ...]  # first halo row of every tile row
     halo_cols: torch.Tensor  # (tile cols * halo cols,) key column of every halo column
     row_class: tuple[int, ...]  # bias class of every tile row
-    col_runs: tuple[tuple[int, int, int], ...]  # (first tile col, end, class): runs of one class
+    col_class: torch.Tensor  # (tile cols,) bias class of every tile column
     bias_index: torch.Tensor  # (row classes, col classes, Tr*Tc, Kr*Kc) into rpb.flatten(1) + [-inf]
 
 
@@ -53,16 +52,6 @@ def _axis(n: int, kernel_size: int, tile: int, device: str):
     start, rel = tile_halo_table(n, kernel_size, tile, device)
     classes, inverse = torch.unique(rel, dim=0, return_inverse=True)
     return start, classes, inverse.tolist()
-
-
-def _runs(labels: list[int]) -> tuple[tuple[int, int, int], ...]:
-    """``[0, 1, 1, 2] -> ((0, 1, 0), (1, 3, 1), (3, 4, 2))``: runs of equal labels."""
-    runs, first = [], 0
-    for i in range(1, len(labels) + 1):
-        if i == len(labels) or labels[i] != labels[first]:
-            runs.append((first, i, labels[first]))
-            first = i
-    return tuple(runs)
 
 
 @functools.lru_cache(maxsize=64)
@@ -88,7 +77,7 @@ def tile_geometry(height: int, width: int, kernel_size: int, tile: tuple[int, in
         tile=(tiles_r, tiles_c), halo=(halo_r, halo_c), tiles=(len(row_class), len(col_class)),
         halo_rows=tuple(row_start.tolist()),
         halo_cols=(col_start[:, None] + torch.arange(halo_c, device=device)).flatten(),
-        row_class=tuple(row_class), col_runs=_runs(col_class),
+        row_class=tuple(row_class), col_class=torch.tensor(col_class, device=device),
         bias_index=index.reshape(*index.shape[:2], tiles_r * tiles_c, halo_r * halo_c),
     )
 
@@ -125,15 +114,11 @@ def _column_halos_adjoint(grad: torch.Tensor, geo: TileGeometry, width: int) -> 
     return grad.new_zeros(batch, heads, height, width, channels).index_add_(3, geo.halo_cols, grad)
 
 
-def _chunks(geo: TileGeometry, batch: int, heads: int):
-    """Yield ``(head, first tile col, end tile col, column class)`` of one tile row: chunks of one
-    head and one bias class (so the bias broadcasts) with about CHUNK_ELEMENTS scores."""
+def _chunks(geo: TileGeometry, batch: int) -> list[tuple[int, int]]:
+    """Tile-column ranges ``(c0, c1)`` of one tile row with about CHUNK_ELEMENTS scores each."""
     per_col = batch * geo.tile[0] * geo.tile[1] * geo.halo[0] * geo.halo[1]
     step = max(1, CHUNK_ELEMENTS // per_col)
-    for h in range(heads):
-        for lo, hi, cls in geo.col_runs:
-            for c in range(lo, hi, step):
-                yield h, c, min(c + step, hi), cls
+    return [(c, min(c + step, geo.tiles[1])) for c in range(0, geo.tiles[1], step)]
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -146,9 +131,11 @@ def _bias_table(rpb: torch.Tensor, geo: TileGeometry, work: torch.dtype) -> torc
     return torch.cat([rpb.to(work).flatten(1), outside], 1)[:, geo.bias_index]
 
 
-def _probs(q_tiles, keys, bias, h, c0, c1):
-    """Softmaxed scores of one chunk: ``(tiles * B, Tr*Tc, Kr*Kc)``."""
-    return torch.baddbmm(bias, q_tiles[h, c0:c1].flatten(0, 1), keys[h, c0:c1].flatten(0, 1).transpose(1, 2)).softmax(-1)
+def _probs(q_tiles, keys, bias, classes, h, c0, c1):
+    """Softmaxed scores of one chunk ``(tiles * B, Tr*Tc, Kr*Kc)``; ``bias`` holds the tables of
+    the tile row's column classes, ``classes`` the class of every (tile, batch) pair."""
+    scores = bias.index_select(0, classes)  # the score matmul adds into the bias in place
+    return scores.baddbmm_(q_tiles[h, c0:c1].flatten(0, 1), keys[h, c0:c1].flatten(0, 1).transpose(1, 2)).softmax(-1)
 
 
 class HaloTiledNA(torch.autograd.Function):
@@ -162,11 +149,13 @@ class HaloTiledNA(torch.autograd.Function):
             q_tiles, k_work, v_work = _to_tiles(q.to(work), geo), k.to(work), v.to(work)
             bias = _bias_table(rpb, geo, work)
             out = q_tiles.new_empty(*q_tiles.shape[:-1], v.shape[-1])
+            classes, chunks = geo.col_class.repeat_interleave(q.shape[0]), _chunks(geo, q.shape[0])
             for r in range(geo.tiles[0]):
                 keys, values = _band_halos(k_work, geo, r), _band_halos(v_work, geo, r)
-                for h, c0, c1, cls in _chunks(geo, q.shape[0], q.shape[1]):
-                    probs = _probs(q_tiles[r], keys, bias[h, geo.row_class[r], cls], h, c0, c1)
-                    torch.bmm(probs, values[h, c0:c1].flatten(0, 1), out=out[r, h, c0:c1].flatten(0, 1))
+                for h in range(q.shape[1]):
+                    for c0, c1 in chunks:
+                        probs = _probs(q_tiles[r], keys, bias[h, geo.row_class[r]], classes[c0 * q.shape[0]:c1 * q.shape[0]], h, c0, c1)
+                        torch.bmm(probs, values[h, c0:c1].flatten(0, 1), out=out[r, h, c0:c1].flatten(0, 1))
         ctx.save_for_backward(q, k, v, rpb, out)
         ctx.kernel_size = kernel_size
         return _from_tiles(out, geo, q.shape[2], q.shape[3]).to(v.dtype)
@@ -190,24 +179,28 @@ class HaloTiledNA(torch.autograd.Function):
             grad_k = halo_grads(k) if need_k else None
             grad_v = halo_grads(v) if need_v else None
             grad_bias = torch.zeros_like(bias) if need_bias else None
+            classes, chunks = geo.col_class.repeat_interleave(batch), _chunks(geo, batch)
             for r in range(geo.tiles[0]):
                 keys, values = _band_halos(k_work, geo, r), _band_halos(v_work, geo, r)
-                row = slice(geo.halo_rows[r], geo.halo_rows[r] + halo_r)
-                for h, c0, c1, cls in _chunks(geo, batch, heads):
-                    probs = _probs(q_tiles[r], keys, bias[h, geo.row_class[r], cls], h, c0, c1)
-                    grad_o = grad[r, h, c0:c1].flatten(0, 1)
-                    band = (h, slice(c0, c1), slice(None), row)
-                    if need_v:
-                        grad_v[band].add_(torch.bmm(probs.transpose(1, 2), grad_o).view(c1 - c0, batch, halo_r, halo_c, -1))
-                    grad_s = torch.baddbmm(minus_delta[r, h, c0:c1].flatten(0, 1), grad_o,
-                                           values[h, c0:c1].flatten(0, 1).transpose(1, 2)).mul_(probs)
-                    if need_q:
-                        torch.bmm(grad_s, keys[h, c0:c1].flatten(0, 1), out=grad_q[r, h, c0:c1].flatten(0, 1))
-                    if need_k:
-                        grad_keys = torch.bmm(grad_s.transpose(1, 2), q_tiles[r, h, c0:c1].flatten(0, 1))
-                        grad_k[band].add_(grad_keys.view(c1 - c0, batch, halo_r, halo_c, -1))
-                    if need_bias:
-                        grad_bias[h, geo.row_class[r], cls] += grad_s.sum(0)
+                row, row_class = slice(geo.halo_rows[r], geo.halo_rows[r] + halo_r), geo.row_class[r]
+                for h in range(heads):
+                    for c0, c1 in chunks:
+                        chunk_classes = classes[c0 * batch:c1 * batch]
+                        probs = _probs(q_tiles[r], keys, bias[h, row_class], chunk_classes, h, c0, c1)
+                        grad_o = grad[r, h, c0:c1].flatten(0, 1)
+                        band = (h, slice(c0, c1), slice(None), row)
+                        if need_v:
+                            grad_values = torch.bmm(probs.transpose(1, 2), grad_o)
+                            grad_v[band].add_(grad_values.view(c1 - c0, batch, halo_r, halo_c, -1))
+                        grad_s = torch.baddbmm(minus_delta[r, h, c0:c1].flatten(0, 1), grad_o,
+                                               values[h, c0:c1].flatten(0, 1).transpose(1, 2)).mul_(probs)
+                        if need_q:
+                            torch.bmm(grad_s, keys[h, c0:c1].flatten(0, 1), out=grad_q[r, h, c0:c1].flatten(0, 1))
+                        if need_k:
+                            grad_keys = torch.bmm(grad_s.transpose(1, 2), q_tiles[r, h, c0:c1].flatten(0, 1))
+                            grad_k[band].add_(grad_keys.view(c1 - c0, batch, halo_r, halo_c, -1))
+                        if need_bias:
+                            grad_bias[h, row_class].index_add_(0, chunk_classes, grad_s)
             if need_q:
                 grad_q = _from_tiles(grad_q, geo, height, width).to(q.dtype)
             if need_k:
