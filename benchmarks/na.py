@@ -4,7 +4,8 @@ Stage table (default): the four PNA stage shapes of a 512 x 512 input (B = 2, he
 L in {5, 7, 9, 11}, per implementation: ``naive_unfold`` (``F.unfold`` of every L x L window,
 ``L * L`` copies of K and V), ``reference`` (advanced-index gather), ``fast`` (slot loop),
 ``dense`` (one score matmul, where the dispatcher allows it) and ``tiled`` (halo tiles). Each
-(impl, stage, L) runs in a fresh subprocess; peak memory is the growth of its resident high-water
+(impl, stage, L) runs in a fresh subprocess; times are the best (and the median) of ``--repeats``
+calls after a warm-up (the CPU is shared: the best is the least disturbed); peak memory is the growth of its resident high-water
 mark (VmHWM, reset after the inputs were made) over the RSS at that point. GFLOP/s counts the useful work only: six
 window products (two forward, four backward) of ``2 * B * heads * H * W * L^2 * dim`` FLOPs; the
 ratio divides the time by that of one square matmul of the same FLOPs timed in the same process.
@@ -42,8 +43,9 @@ from pna.ops.window import relative_bias, window_starts  # noqa: E402
 STAGES = {"res2": (96, 128), "res3": (192, 64), "res4": (384, 32), "res5": (768, 16)}  # D @ H=W
 HEAD_DIM, BATCH = 32, 2
 KERNELS = (5, 7, 9, 11)
+BASELINES = ("naive_unfold", "reference")  # slow, L * L copies of K and V: by default at L = 9 only
 RESULTS = ROOT / "results" / "benchmarks"
-COLUMNS = ["impl", "stage", "B", "heads", "H", "W", "dim", "L", "fwd_bwd_ms", "peak_mem_mb", "gflops_per_s",
+COLUMNS = ["impl", "stage", "B", "heads", "H", "W", "dim", "L", "fwd_bwd_ms", "fwd_bwd_median_ms", "peak_mem_mb", "gflops_per_s",
            "matmul_ms", "ratio_to_matmul", "load_avg_1min", "status", "torch", "threads"]
 DISPATCH_SIZES = (8, 12, 16, 20, 24, 32, 40, 48)
 DISPATCH_HEADS = (1, 6)
@@ -91,21 +93,22 @@ def useful_flops(batch: int, heads: int, height: int, width: int, kernel_size: i
     return 6 * 2 * batch * heads * height * width * min(kernel_size, height) * min(kernel_size, width) * dim
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
+def _times_ms(fn, repeats: int) -> tuple[float, float]:
+    """(best, median) of ``repeats`` timed calls after one warm-up, in ms."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
+    return 1e3 * min(times), 1e3 * sorted(times)[len(times) // 2]
 
 
 def matmul_ms(flops: int, repeats: int) -> float:
     """Time of one square fp32 matmul of ``flops`` FLOPs (2 n^3)."""
     n = max(8, round((flops / 2) ** (1 / 3)))
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return _median_ms(lambda: a @ b, repeats) * flops / (2 * n**3)
+    return _times_ms(lambda: a @ b, repeats)[0] * flops / (2 * n**3)
 
 
 def _inputs(batch, heads, size, kernel_size):
@@ -138,11 +141,12 @@ def worker(impl: str, batch: int, heads: int, size: int, kernel_size: int, repea
     flops = useful_flops(batch, heads, size, size, kernel_size)
     _reset_peak()
     baseline = _resident_mb("VmRSS")
-    ms = _median_ms(_runner(impl, inputs, rpb, seed, kernel_size), repeats)
+    ms, median = _times_ms(_runner(impl, inputs, rpb, seed, kernel_size), repeats)
     peak = _resident_mb("VmHWM") - baseline
-    mm = matmul_ms(flops, max(repeats, 3))
-    return {"fwd_bwd_ms": round(ms, 1), "peak_mem_mb": round(peak, 1), "gflops_per_s": round(flops / ms / 1e6, 1),
-            "matmul_ms": round(mm, 2), "ratio_to_matmul": round(ms / mm, 1), "load_avg_1min": os.getloadavg()[0],
+    mm = matmul_ms(flops, max(repeats, 5))
+    return {"fwd_bwd_ms": round(ms, 1), "fwd_bwd_median_ms": round(median, 1), "peak_mem_mb": round(peak, 1),
+            "gflops_per_s": round(flops / ms / 1e6, 1),
+            "matmul_ms": round(mm, 2), "ratio_to_matmul": round(ms / mm, 1), "load_avg_1min": round(os.getloadavg()[0], 2),
             "status": "ok"}
 
 
@@ -179,6 +183,8 @@ def stage_table(args) -> None:
         for stage in args.stages:
             channels, size = STAGES[stage]
             for impl in args.impls:
+                if impl in BASELINES and kernel_size != 9 and not args.all_baselines:
+                    continue
                 result = _run_worker(args, impl, BATCH, channels // HEAD_DIM, size, kernel_size)
                 row = {"impl": impl, "stage": stage, "B": BATCH, "heads": channels // HEAD_DIM, "H": size, "W": size,
                        "dim": HEAD_DIM, "L": kernel_size} | {c: result.get(c, "") for c in COLUMNS[8:-2]}
@@ -199,9 +205,9 @@ def dispatch_table(args) -> None:
                 times = {}
                 inputs, rpb, seed = _inputs(BATCH, heads, size, kernel_size)
                 for impl in args.impls:  # in this process: small shapes, time only
-                    times[impl] = round(_median_ms(_runner(impl, inputs, rpb, seed, kernel_size), args.repeats), 2)
+                    times[impl] = round(_times_ms(_runner(impl, inputs, rpb, seed, kernel_size), args.repeats)[0], 2)
                     rows.append({"impl": impl, "B": BATCH, "heads": heads, "H": size, "W": size, "L": kernel_size,
-                                 "fwd_bwd_ms": times[impl], "load_avg_1min": os.getloadavg()[0], "threads": args.threads})
+                                 "fwd_bwd_ms": times[impl], "load_avg_1min": round(os.getloadavg()[0], 2), "threads": args.threads})
                 best = min(times, key=times.get)
                 print(f"L={kernel_size:>2} heads={heads:>2} {size:>3}x{size:<3} " +
                       " ".join(f"{k} {v:>8}" for k, v in times.items()) + f"  -> {best}", flush=True)
@@ -224,6 +230,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--update", action="store_true", help="keep the rows of the CSV that this run does not measure")
+    parser.add_argument("--all-baselines", action="store_true", help=f"run {BASELINES} at every L, not only L = 9")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
