@@ -11,7 +11,7 @@ matmul speed, where the slot loop of :mod:`pna.ops.na2d_cpu` issues thousands of
 
 The backward is by hand, flash-attention style: the scores are recomputed chunk by chunk (no
 ``H W K^2`` tensor is kept), ``dS = P * (dP - rowsum(dO * O))``, the key and value halo
-gradients are summed back into the map (one ``index_add_`` per tensor) and the bias-table
+gradients are summed back into the map (one ``index_add_`` per tile row) and the bias-table
 gradient goes into ``rpb`` with one ``index_add_``. Half-precision inputs are computed in float32
 (CPUs without bf16 units emulate it, and 81-term sums lose too much in bf16).
 
@@ -107,11 +107,13 @@ def _band_halos(x: torch.Tensor, geo: TileGeometry, r: int) -> torch.Tensor:
     return band.contiguous().view(heads, geo.tiles[1], batch, halo_r * halo_c, channels)
 
 
-def _column_halos_adjoint(grad: torch.Tensor, geo: TileGeometry, width: int) -> torch.Tensor:
-    """Sum halo-column gradients ``(h, tile cols, B, H, Kc, C)`` back into ``(B, h, H, W, C)``."""
-    heads, _, batch, height, _, channels = grad.shape
-    grad = grad.permute(2, 0, 3, 1, 4, 5).reshape(batch, heads, height, -1, channels)
-    return grad.new_zeros(batch, heads, height, width, channels).index_add_(3, geo.halo_cols, grad)
+def _add_band_halos(out: torch.Tensor, grad: torch.Tensor, geo: TileGeometry, r: int) -> None:
+    """Adjoint of :func:`_band_halos`: add halo gradients ``(h, tile cols, B, Kr * Kc, C)`` into
+    ``out`` ``(B, h, H, W, C)`` (overlapping halos sum up)."""
+    heads, cols, batch, _, channels = grad.shape
+    (halo_r, halo_c), row = geo.halo, geo.halo_rows[r]
+    grad = grad.view(heads, cols, batch, halo_r, halo_c, channels).permute(2, 0, 3, 1, 4, 5)
+    out[:, :, row:row + halo_r].index_add_(3, geo.halo_cols, grad.reshape(batch, heads, halo_r, -1, channels))
 
 
 def _chunks(geo: TileGeometry, batch: int) -> list[tuple[int, int]]:
@@ -173,40 +175,41 @@ class HaloTiledNA(torch.autograd.Function):
             bias = _bias_table(rpb, geo, work)
             grad = _to_tiles(grad_out.to(work), geo)
             minus_delta = -(grad * out).sum(-1, keepdim=True)  # -rowsum(dO * O) = -rowsum(P * dP)
-            (halo_r, halo_c), cols = geo.halo, geo.tiles[1]
-            halo_grads = lambda x: x.new_zeros(heads, cols, batch, height, halo_c, x.shape[-1])  # noqa: E731
             grad_q = torch.empty_like(q_tiles) if need_q else None  # every tile is written
-            grad_k = halo_grads(k) if need_k else None
-            grad_v = halo_grads(v) if need_v else None
+            grad_k = torch.zeros_like(k_work) if need_k else None
+            grad_v = torch.zeros_like(v_work) if need_v else None
             grad_bias = torch.zeros_like(bias) if need_bias else None
             classes, chunks = geo.col_class.repeat_interleave(batch), _chunks(geo, batch)
             for r in range(geo.tiles[0]):
                 keys, values = _band_halos(k_work, geo, r), _band_halos(v_work, geo, r)
-                row, row_class = slice(geo.halo_rows[r], geo.halo_rows[r] + halo_r), geo.row_class[r]
+                grad_keys, grad_values = torch.empty_like(keys), torch.empty_like(values)  # each halo written once
+                row_class = geo.row_class[r]
                 for h in range(heads):
                     for c0, c1 in chunks:
                         chunk_classes = classes[c0 * batch:c1 * batch]
                         probs = _probs(q_tiles[r], keys, bias[h, row_class], chunk_classes, h, c0, c1)
                         grad_o = grad[r, h, c0:c1].flatten(0, 1)
-                        band = (h, slice(c0, c1), slice(None), row)
                         if need_v:
-                            grad_values = torch.bmm(probs.transpose(1, 2), grad_o)
-                            grad_v[band].add_(grad_values.view(c1 - c0, batch, halo_r, halo_c, -1))
+                            torch.bmm(probs.transpose(1, 2), grad_o, out=grad_values[h, c0:c1].flatten(0, 1))
                         grad_s = torch.baddbmm(minus_delta[r, h, c0:c1].flatten(0, 1), grad_o,
                                                values[h, c0:c1].flatten(0, 1).transpose(1, 2)).mul_(probs)
                         if need_q:
                             torch.bmm(grad_s, keys[h, c0:c1].flatten(0, 1), out=grad_q[r, h, c0:c1].flatten(0, 1))
                         if need_k:
-                            grad_keys = torch.bmm(grad_s.transpose(1, 2), q_tiles[r, h, c0:c1].flatten(0, 1))
-                            grad_k[band].add_(grad_keys.view(c1 - c0, batch, halo_r, halo_c, -1))
+                            torch.bmm(grad_s.transpose(1, 2), q_tiles[r, h, c0:c1].flatten(0, 1),
+                                      out=grad_keys[h, c0:c1].flatten(0, 1))
                         if need_bias:
                             grad_bias[h, row_class].index_add_(0, chunk_classes, grad_s)
+                if need_k:
+                    _add_band_halos(grad_k, grad_keys, geo, r)
+                if need_v:
+                    _add_band_halos(grad_v, grad_values, geo, r)
             if need_q:
                 grad_q = _from_tiles(grad_q, geo, height, width).to(q.dtype)
             if need_k:
-                grad_k = _column_halos_adjoint(grad_k, geo, width).to(k.dtype)
+                grad_k = grad_k.to(k.dtype)
             if need_v:
-                grad_v = _column_halos_adjoint(grad_v, geo, width).to(v.dtype)
+                grad_v = grad_v.to(v.dtype)
             if need_bias:
                 flat = grad_bias.new_zeros(rpb.shape[0], rpb[0].numel() + 1)
                 flat.index_add_(1, geo.bias_index.flatten(), grad_bias.flatten(1))
