@@ -42,7 +42,8 @@ class TileGeometry:
     halo: tuple[int, int]  # halo keys per tile (rows, cols)
     tiles: tuple[int, int]  # tiles (rows, cols)
     halo_rows: tuple[int, ...]  # first halo row of every tile row
-    halo_cols: torch.Tensor  # (tile cols * halo cols,) key column of every halo column
+    halo_cols: tuple[int, ...]  # first halo column of every tile column
+    regular: tuple[int, int]  # tile columns lo..hi whose halos start every Tc columns
     row_class: tuple[int, ...]  # bias class of every tile row
     col_class: torch.Tensor  # (tile cols,) bias class of every tile column
     bias_index: torch.Tensor  # (row classes, col classes, Tr*Tc, Kr*Kc) into rpb.flatten(1) + [-inf]
@@ -52,6 +53,15 @@ def _axis(n: int, kernel_size: int, tile: int, device: str):
     start, rel = tile_halo_table(n, kernel_size, tile, device)
     classes, inverse = torch.unique(rel, dim=0, return_inverse=True)
     return start, classes, inverse.tolist()
+
+
+def _regular_run(starts: list[int], step: int) -> tuple[int, int]:
+    """Longest run ``lo..hi`` of tiles whose halo starts grow by ``step`` (the unclamped ones)."""
+    best, lo = (0, 1), 0
+    for c in range(1, len(starts) + 1):
+        if c == len(starts) or starts[c] - starts[c - 1] != step:
+            best, lo = max(best, (lo, c), key=lambda run: run[1] - run[0]), c
+    return best
 
 
 @functools.lru_cache(maxsize=64)
@@ -76,7 +86,7 @@ def tile_geometry(height: int, width: int, kernel_size: int, tile: tuple[int, in
     return TileGeometry(
         tile=(tiles_r, tiles_c), halo=(halo_r, halo_c), tiles=(len(row_class), len(col_class)),
         halo_rows=tuple(row_start.tolist()),
-        halo_cols=(col_start[:, None] + torch.arange(halo_c, device=device)).flatten(),
+        halo_cols=tuple(col_start.tolist()), regular=_regular_run(col_start.tolist(), tiles_c),
         row_class=tuple(row_class), col_class=torch.tensor(col_class, device=device),
         bias_index=index.reshape(*index.shape[:2], tiles_r * tiles_c, halo_r * halo_c),
     )
@@ -98,22 +108,43 @@ def _from_tiles(x: torch.Tensor, geo: TileGeometry, height: int, width: int) -> 
     return x.reshape(*x.shape[:2], nr * tr, nc * tc, x.shape[-1])[:, :, :height, :width]
 
 
+def _halo_views(band: torch.Tensor, halos: torch.Tensor, geo: TileGeometry, phases: int = 1):
+    """Yield matching views ``(map view, halo view)``, both ``(B, h, Kr, tiles, C, Kc)``, of a row band
+    ``(B, h, Kr, W, C)`` of the map and its halos ``(h, tile cols, B, Kr * Kc, C)``.
+
+    The regular tiles (halos every ``Tc`` columns) are strided windows of the band (``unfold``),
+    split into ``phases`` sets whose windows do not overlap; border tiles come one by one.
+    """
+    (halo_r, halo_c), step = geo.halo, geo.tile[1]
+    halos = halos.view(*halos.shape[:3], halo_r, halo_c, halos.shape[-1]).permute(2, 0, 3, 1, 5, 4)
+    lo, hi = geo.regular
+    for phase in range(min(phases, hi - lo)):
+        first, count = lo + phase, len(range(lo + phase, hi, phases))
+        start = geo.halo_cols[first]
+        windows = band[:, :, :, start:start + (count - 1) * step * phases + halo_c]
+        yield windows.unfold(3, halo_c, step * phases), halos[:, :, :, first:hi:phases]
+    for c in (*range(lo), *range(hi, geo.tiles[1])):
+        start = geo.halo_cols[c]
+        yield band[:, :, :, start:start + halo_c].unsqueeze(3).transpose(4, 5), halos[:, :, :, c:c + 1]
+
+
 def _band_halos(x: torch.Tensor, geo: TileGeometry, r: int) -> torch.Tensor:
     """Halos of tile row ``r``: ``(B, h, H, W, C) -> (h, tile cols, B, Kr * Kc, C)`` contiguous."""
     batch, heads, _, _, channels = x.shape
     (halo_r, halo_c), row = geo.halo, geo.halo_rows[r]
-    band = x[:, :, row:row + halo_r].index_select(3, geo.halo_cols)
-    band = band.view(batch, heads, halo_r, geo.tiles[1], halo_c, channels).permute(1, 3, 0, 2, 4, 5)
-    return band.contiguous().view(heads, geo.tiles[1], batch, halo_r * halo_c, channels)
+    halos = x.new_empty(heads, geo.tiles[1], batch, halo_r * halo_c, channels)
+    for window, halo in _halo_views(x[:, :, row:row + halo_r], halos, geo):
+        halo.copy_(window)
+    return halos
 
 
 def _add_band_halos(out: torch.Tensor, grad: torch.Tensor, geo: TileGeometry, r: int) -> None:
     """Adjoint of :func:`_band_halos`: add halo gradients ``(h, tile cols, B, Kr * Kc, C)`` into
-    ``out`` ``(B, h, H, W, C)`` (overlapping halos sum up)."""
-    heads, cols, batch, _, channels = grad.shape
-    (halo_r, halo_c), row = geo.halo, geo.halo_rows[r]
-    grad = grad.view(heads, cols, batch, halo_r, halo_c, channels).permute(2, 0, 3, 1, 4, 5)
-    out[:, :, row:row + halo_r].index_add_(3, geo.halo_cols, grad.reshape(batch, heads, halo_r, -1, channels))
+    ``out`` ``(B, h, H, W, C)``; overlapping halos go in separate passes (phases)."""
+    phases = -(-geo.halo[1] // geo.tile[1])
+    row = geo.halo_rows[r]
+    for window, halo in _halo_views(out[:, :, row:row + geo.halo[0]], grad, geo, phases):
+        window.add_(halo)
 
 
 def _chunks(geo: TileGeometry, batch: int) -> list[tuple[int, int]]:
@@ -180,6 +211,8 @@ class HaloTiledNA(torch.autograd.Function):
             grad_v = torch.zeros_like(v_work) if need_v else None
             grad_bias = torch.zeros_like(bias) if need_bias else None
             classes, chunks = geo.col_class.repeat_interleave(batch), _chunks(geo, batch)
+            # (classes, tiles * B) one-hot: the bias gradient of a chunk is one matmul, not a scatter
+            one_hot = F.one_hot(classes, int(geo.col_class.max()) + 1).to(work).t().contiguous()
             for r in range(geo.tiles[0]):
                 keys, values = _band_halos(k_work, geo, r), _band_halos(v_work, geo, r)
                 grad_keys, grad_values = torch.empty_like(keys), torch.empty_like(values)  # each halo written once
@@ -199,7 +232,7 @@ class HaloTiledNA(torch.autograd.Function):
                             torch.bmm(grad_s.transpose(1, 2), q_tiles[r, h, c0:c1].flatten(0, 1),
                                       out=grad_keys[h, c0:c1].flatten(0, 1))
                         if need_bias:
-                            grad_bias[h, row_class].index_add_(0, chunk_classes, grad_s)
+                            grad_bias[h, row_class].flatten(1).addmm_(one_hot[:, c0 * batch:c1 * batch], grad_s.flatten(1))
                 if need_k:
                     _add_band_halos(grad_k, grad_keys, geo, r)
                 if need_v:
