@@ -1,4 +1,4 @@
-"""Neighbourhood attention: reference, fast and flex paths against a per-pixel brute force."""
+"""Neighbourhood attention: reference, fast, dense and tiled paths against a per-pixel brute force."""
 import warnings
 
 import pytest
@@ -8,8 +8,10 @@ from pna.ops import na2d, na2d_attn
 from pna.ops.flops import fvcore_handles
 from pna.ops.window import window_starts
 
-# (L, H, W): square, non-square, 1xN, and maps smaller than the window along one or both axes.
-CASES = [(3, 5, 6), (5, 7, 5), (7, 9, 8), (9, 10, 11), (3, 1, 7), (5, 1, 4), (9, 4, 6), (7, 8, 3)]
+# (L, H, W): square, non-square, 1xN, Nx1, maps smaller than the window along one or both axes, and
+# maps of several 8 x 8 tiles of the tiled path (interior tiles, padded border tiles).
+CASES = [(3, 5, 6), (5, 7, 5), (7, 9, 8), (9, 10, 11), (3, 1, 7), (5, 1, 4), (9, 4, 6), (7, 8, 3),
+         (11, 12, 13), (11, 5, 14), (9, 19, 26), (5, 17, 9), (3, 18, 1), (11, 1, 20)]
 
 
 def spec_start(i: int, n: int, kernel_size: int) -> int:
@@ -70,34 +72,30 @@ def test_reference_and_fast_match_brute_force_forward_and_grads(kernel_size, hei
     out_seed, attn_seed = torch.randn_like(expected_out), torch.randn_like(expected_attn)
     expected_grads = torch.autograd.grad(expected_out, inputs, out_seed, retain_graph=True)
     expected_attn_grads = torch.autograd.grad(expected_attn, attn_inputs, attn_seed)
-    for impl in ("reference", "fast", "dense"):
+    for impl in ("reference", "fast", "dense", "tiled"):
         out = na2d(*inputs, kernel_size, impl=impl)
-        attn = na2d_attn(*attn_inputs[:2], inputs[3], kernel_size, impl=impl)
-        torch.testing.assert_close(attn, expected_attn, msg=lambda m: f"{impl} attn: {m}")
         torch.testing.assert_close(out, expected_out, msg=lambda m: f"{impl} out: {m}")
         grads = torch.autograd.grad(out, inputs, out_seed)
         for name, got, want in zip("q k v rpb".split(), grads, expected_grads):
             torch.testing.assert_close(got, want, msg=lambda m: f"{impl} grad of {name}: {m}")
+        if impl == "tiled":  # the tiled path does not expose the weights
+            continue
+        attn = na2d_attn(*attn_inputs[:2], inputs[3], kernel_size, impl=impl)
+        torch.testing.assert_close(attn, expected_attn, msg=lambda m: f"{impl} attn: {m}")
         attn_grads = torch.autograd.grad(attn, attn_inputs, attn_seed)
         for name, got, want in zip("q k rpb".split(), attn_grads, expected_attn_grads):
             torch.testing.assert_close(got, want, msg=lambda m: f"{impl} attn grad of {name}: {m}")
 
 
-@pytest.mark.parametrize("kernel_size,height,width", [(3, 4, 5), (5, 5, 3), (7, 2, 9), (9, 3, 3)])
-def test_fast_path_gradcheck(kernel_size, height, width):
+@pytest.mark.parametrize("kernel_size,height,width", [(3, 4, 5), (5, 5, 3), (7, 2, 9), (9, 3, 3), (5, 11, 10)])
+def test_fast_and_tiled_gradcheck(kernel_size, height, width):
     # fast_mode checks random projections of the Jacobian: few evaluations, same guarantee in practice
     inputs = make_inputs(kernel_size, height, width, batch=1, heads=2, dim=2, dim_v=2)
     assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="fast"), inputs, fast_mode=True)
     attn_inputs = [inputs[0], inputs[1], inputs[3]]
     attn_fn = lambda q, k, b: na2d_attn(q, k, b, kernel_size, impl="fast")  # noqa: E731
     assert torch.autograd.gradcheck(attn_fn, attn_inputs, fast_mode=True)
-
-
-@pytest.mark.parametrize("kernel_size,height,width", [(3, 5, 6), (7, 9, 8), (5, 1, 7), (9, 4, 6)])
-def test_flex_matches_reference_on_cpu(kernel_size, height, width):
-    q, k, v, rpb = make_inputs(kernel_size, height, width, grad=False)  # flex has no CPU backward
-    expected = na2d(q, k, v, rpb, kernel_size, impl="reference")
-    torch.testing.assert_close(flex_quiet(q, k, v, rpb, kernel_size), expected)
+    assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="tiled"), inputs, fast_mode=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compiled flex_attention path)")
@@ -113,7 +111,7 @@ def test_flex_matches_fast_on_cuda_realistic_shape():
         torch.testing.assert_close(got, want, atol=2e-3, rtol=2e-3)
 
 
-@pytest.mark.parametrize("impl", ["reference", "fast", "dense", "flex"])
+@pytest.mark.parametrize("impl", ["reference", "fast", "dense", "tiled", "flex"])
 def test_corner_and_border_queries_attend_the_clamped_window(impl):
     height, width, kernel_size = 8, 7, 5
     q = k = torch.zeros(1, 1, height, width, 2, dtype=torch.float64)  # uniform weights over the window
@@ -141,11 +139,12 @@ def test_bias_offset_direction_and_small_map_slots(impl):
     assert attn[0, 0, 1, 2].max().item() > 0.99
 
 
+@pytest.mark.parametrize("impl", ["fast", "tiled"])
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
-def test_fast_path_low_precision(dtype, atol):
+def test_fast_and_tiled_low_precision(impl, dtype, atol):
     inputs64 = make_inputs(5, 9, 7, dim=8, dim_v=8, grad=False)
     inputs = [t.to(dtype).requires_grad_() for t in inputs64]
-    out = na2d(*inputs, 5, impl="fast")
+    out = na2d(*inputs, 5, impl=impl)
     assert out.dtype == dtype
     expected = na2d(*[t.to(dtype).double() for t in inputs64], 5, impl="reference")
     torch.testing.assert_close(out.double(), expected, atol=atol, rtol=atol)
@@ -166,6 +165,7 @@ def _bad_inputs():
         "rpb shape": ((q, k, v, rpb[:, :4, :4], 3), r"rpb must have shape \(heads, 2L-1, 2L-1\) = \(2, 5, 5\)"),
         "rpb heads": ((q, k, v, rpb[:1], 3), r"\(2, 5, 5\)"),
         "dtype": ((q, k.float(), v, rpb, 3), "k must have q's dtype"),
+        "rpb dtype": ((q, k, v, rpb.long(), 3), "rpb must have q's dtype"),
         "device": ((q, k, v.to("meta"), rpb, 3), "v must have q's dtype and device"),
         "not a tensor": ((q, k, v.tolist(), rpb, 3), "v must be a torch.Tensor"),
     }
@@ -190,23 +190,24 @@ def test_unknown_impl_raises_value_error():
 
 
 class _TinyNA(torch.nn.Module):
-    def __init__(self, heads: int, kernel_size: int):
+    def __init__(self, heads: int, kernel_size: int, impl: str):
         super().__init__()
-        self.kernel_size = kernel_size
+        self.kernel_size, self.impl = kernel_size, impl
         self.rpb = torch.nn.Parameter(torch.zeros(heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
 
     def forward(self, q, v):
-        # The profiler traces the fast path: its autograd Functions are what the handles count.
-        return na2d(q, q, v, self.rpb, self.kernel_size, impl="fast")
+        # The fast and tiled paths are autograd Functions: opaque to the tracer, counted by the handles.
+        return na2d(q, q, v, self.rpb, self.kernel_size, impl=self.impl)
 
 
-def test_fvcore_counts_neighbourhood_products():
+@pytest.mark.parametrize("impl", ["fast", "tiled"])
+def test_fvcore_counts_neighbourhood_products(impl):
     from fvcore.nn import FlopCountAnalysis
 
     batch, heads, height, width, dim, dim_v, kernel_size = 2, 3, 6, 9, 8, 5, 5
     q = torch.randn(batch, heads, height, width, dim)
     v = torch.randn(batch, heads, height, width, dim_v)
-    model = _TinyNA(heads, kernel_size).eval()
+    model = _TinyNA(heads, kernel_size, impl).eval()
     with torch.no_grad():
         torch.jit.trace(model, (q, v))  # the model profiler traces in eval/no_grad mode
         flops = FlopCountAnalysis(model, (q, v)).set_op_handle(**fvcore_handles())
@@ -217,7 +218,14 @@ def test_fvcore_counts_neighbourhood_products():
 
 
 def test_auto_dispatch_uses_dense_only_on_small_maps():
-    from pna.ops.na2d_dense import fits_dense
+    from pna.ops.na2d import _resolve
 
-    assert fits_dense(torch.zeros(8, 2, 20, 20, 1))          # a smoke-run stride-4 map
-    assert not fits_dense(torch.zeros(2, 3, 128, 128, 1))    # the paper's stride-4 map of a 512 crop
+    def auto(batch, heads, size, kernel_size):
+        return _resolve("auto", torch.zeros(batch, heads, size, size, 1), ("auto", "dense", "tiled", "fast"), kernel_size)
+
+    assert auto(8, 2, 16, 9) == "dense"    # a smoke-run stride-4 map
+    assert auto(2, 24, 16, 9) == "dense"   # the paper's stride-32 map of a 512 crop
+    assert auto(2, 3, 128, 128 // 16 + 1) == "tiled"  # the paper's stride-4 map
+    assert auto(2, 3, 128, 9) == "tiled"
+    assert auto(64, 24, 24, 9) == "tiled"  # small map, but the dense score matrix would not fit
+    assert _resolve("auto", torch.zeros(2, 3, 128, 128, 1), ("auto", "reference", "fast", "dense"), 9) == "fast"

@@ -1,9 +1,10 @@
-"""fvcore FLOP counting for the fast neighbourhood attention path.
+"""fvcore FLOP counting for the fast and tiled neighbourhood attention paths.
 
-fvcore traces the custom autograd Functions of :mod:`pna.ops.na2d_cpu` as
-``prim::PythonOp.<ClassName>`` and, without a handle, skips them. One multiply-add = one FLOP
-(fvcore's convention): QK costs ``B * heads * H * W * Lh * Lw * dim``, AV
-``B * heads * H * W * Lh * Lw * dim_v``.
+fvcore traces the custom autograd Functions of :mod:`pna.ops.na2d_cpu` and
+:mod:`pna.ops.na2d_tiled` as ``prim::PythonOp.<ClassName>`` and, without a handle, skips them. One
+multiply-add = one FLOP (fvcore's convention): QK costs ``B * heads * H * W * Lh * Lw * dim``, AV
+``B * heads * H * W * Lh * Lw * dim_v``. The tiled path is counted by the same formula (the useful
+window products, not the halo's extra multiply-adds), so both paths report the same GFLOPs.
 
 Example:
     >>> import torch
@@ -26,6 +27,7 @@ from typing import Any, Callable
 from fvcore.nn.jit_handles import get_shape
 
 from .na2d_cpu import NeighbourhoodAV, NeighbourhoodQK
+from .na2d_tiled import HaloTiledNA
 
 
 def _qk_flops(inputs: list[Any], outputs: list[Any]) -> int:
@@ -38,9 +40,18 @@ def _av_flops(inputs: list[Any], outputs: list[Any]) -> int:
     return prod(get_shape(inputs[0])) * get_shape(inputs[1])[-1]
 
 
+def _tiled_flops(inputs: list[Any], outputs: list[Any]) -> int:
+    """Whole attention from q ``(B, h, H, W, dim)``, rpb ``(h, 2L-1, 2L-1)``: QK plus AV window products."""
+    batch, heads, height, width, dim = get_shape(inputs[0])
+    kernel_size = (get_shape(inputs[3])[-1] + 1) // 2
+    window = min(kernel_size, height) * min(kernel_size, width)
+    return batch * heads * height * width * window * (dim + get_shape(outputs[0])[-1])
+
+
 def fvcore_handles() -> dict[str, Callable[[list[Any], list[Any]], int]]:
     """Op name -> fvcore handle, for ``FlopCountAnalysis(...).set_op_handle(**fvcore_handles())``."""
     return {
         f"prim::PythonOp.{NeighbourhoodQK.__name__}": _qk_flops,
         f"prim::PythonOp.{NeighbourhoodAV.__name__}": _av_flops,
+        f"prim::PythonOp.{HaloTiledNA.__name__}": _tiled_flops,
     }

@@ -15,8 +15,24 @@ from .na2d_cpu import na2d_attn_fast, na2d_fast
 from .na2d_dense import fits_dense, na2d_attn_dense, na2d_dense
 from .na2d_flex import na2d_flex
 from .na2d_reference import na2d_attn_reference, na2d_reference
+from .na2d_tiled import na2d_tiled
 
-IMPLS = ("auto", "reference", "fast", "dense", "flex")
+IMPLS = ("auto", "reference", "fast", "dense", "tiled", "flex")
+
+# Largest H * W at which the dense path's forward+backward beat the tiled path, per window size L
+# (square maps, B = 2; measured by benchmarks/na.py --dispatch, see the module docstring).
+DENSE_MAX_PIXELS = {3: 256, 5: 256, 7: 400, 9: 576, 11: 576}
+
+
+def dense_is_faster(height: int, width: int, kernel_size: int) -> bool:
+    """Whether the automatic dispatch prefers dense scores to halo tiles for this map and window.
+
+    Example:
+        >>> dense_is_faster(16, 16, 9), dense_is_faster(128, 128, 9)
+        (True, False)
+    """
+    nearest = min(DENSE_MAX_PIXELS, key=lambda size: (abs(size - kernel_size), -size))
+    return height * width <= DENSE_MAX_PIXELS[nearest]
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.Tensor, kernel_size: int) -> None:
@@ -39,7 +55,9 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.
     if tuple(rpb.shape) != table:
         raise ValueError(f"rpb must have shape (heads, 2L-1, 2L-1) = {table}, got {tuple(rpb.shape)}")
     for name, tensor in tensors.items():
-        if tensor.dtype != q.dtype or tensor.device != q.device:
+        # rpb may keep its own floating dtype (a float32 parameter under autocast): it is cast inside
+        same_dtype = tensor.dtype == q.dtype or (name == "rpb" and tensor.is_floating_point())
+        if not same_dtype or tensor.device != q.device:
             raise ValueError(
                 f"{name} must have q's dtype and device ({q.dtype}, {q.device}), got ({tensor.dtype}, {tensor.device})"
             )
@@ -47,14 +65,21 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.
         raise ValueError(f"q, k, v and rpb must be floating point, got {q.dtype}")
 
 
-def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...]) -> str:
+def _bias_for(impl: str, q: torch.Tensor, rpb: torch.Tensor) -> torch.Tensor:
+    """The bias in the dtype the path computes in (differentiable: the parameter and its gradient
+    keep their dtype). The tiled path casts it itself (float32 for half-precision q)."""
+    return rpb if impl == "tiled" else rpb.to(q.dtype)
+
+
+def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: int) -> str:
     if impl not in allowed:
         raise ValueError(f"impl must be one of {allowed}, got {impl!r}")
     if impl == "auto":
         if q.device.type == "cuda" and "flex" in allowed:
             return "flex"
-        # Small maps: one matmul beats the fast path's per-slot loop of tiny ops.
-        return "dense" if fits_dense(q) else "fast"
+        if "tiled" not in allowed:  # na2d_attn: the weights come from dense or the slot loop
+            return "dense" if fits_dense(q) else "fast"
+        return "dense" if dense_is_faster(q.shape[2], q.shape[3], kernel_size) and fits_dense(q) else "tiled"
     return impl
 
 
@@ -78,9 +103,9 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         torch.Size([2, 3, 8, 8, 49])
     """
     _check(q, k, None, rpb, kernel_size)
-    impl = _resolve(impl, q, ("auto", "reference", "fast", "dense"))
+    impl = _resolve(impl, q, ("auto", "reference", "fast", "dense"), kernel_size)
     paths = {"reference": na2d_attn_reference, "fast": na2d_attn_fast, "dense": na2d_attn_dense}
-    return paths[impl](q, k, rpb, kernel_size)
+    return paths[impl](q, k, _bias_for(impl, q, rpb), kernel_size)
 
 
 def na2d(
@@ -104,6 +129,6 @@ def na2d(
         torch.Size([2, 3, 8, 8, 16])
     """
     _check(q, k, v, rpb, kernel_size)
-    impl = _resolve(impl, q, IMPLS)
-    paths = {"reference": na2d_reference, "fast": na2d_fast, "dense": na2d_dense, "flex": na2d_flex}
-    return paths[impl](q, k, v, rpb, kernel_size)
+    impl = _resolve(impl, q, IMPLS, kernel_size)
+    paths = {"reference": na2d_reference, "fast": na2d_fast, "dense": na2d_dense, "tiled": na2d_tiled, "flex": na2d_flex}
+    return paths[impl](q, k, v, _bias_for(impl, q, rpb), kernel_size)

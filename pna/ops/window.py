@@ -103,3 +103,30 @@ def chunk_row_pieces(n: int, kernel_size: int, offset: int, begin: int, end: int
             key_hi = key_lo + hi - lo
         pieces.append((slice(lo - begin, hi - begin), slice(key_lo - first, key_hi - first)))
     return slice(first, last), pieces
+
+
+def tile_halo_table(n: int, kernel_size: int, tile: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Halo geometry of ``T``-query tiles along one axis (the tiled path's layout).
+
+    The axis is cut into ``ceil(n / T)`` tiles of ``T = min(tile, n)`` queries (the last one padded
+    with copies of query ``n - 1``). Tile ``t`` reads the ``K = min(T + min(L, n) - 1, n)`` keys
+    ``halo_start[t] + [0, K)``, which hold every window of its queries: windows start at most one
+    key apart from one query to the next. Returns ``halo_start`` ``(tiles,)`` and ``rel``
+    ``(tiles, T, K)``: the bias-table offset ``key - query + L - 1`` of every (query, halo key)
+    pair, ``-1`` where the key is outside the query's clamped window.
+
+    Example:
+        >>> start, rel = tile_halo_table(10, 3, 4)  # tiles of queries 0-3, 4-7, 8-9 (+2 padding)
+        >>> start.tolist(), rel.shape
+        ([0, 3, 4], torch.Size([3, 4, 6]))
+        >>> rel[0, 0].tolist()  # query 0 attends keys 0..2 (its window slides inward)
+        [2, 3, 4, -1, -1, -1]
+    """
+    span, tile = min(kernel_size, n), min(tile, n)
+    halo, tiles = min(tile + span - 1, n), -(-n // tile)
+    query = torch.arange(tiles * tile, device=device).clamp(max=n - 1).view(tiles, tile)
+    start = window_starts(n, kernel_size, device)[query]  # (tiles, T)
+    halo_start = start[:, 0].clamp(max=n - halo)
+    key = halo_start[:, None, None] + torch.arange(halo, device=device)  # (tiles, 1, K)
+    inside = (key >= start[..., None]) & (key < start[..., None] + span)
+    return halo_start, torch.where(inside, key - query[..., None] + kernel_size - 1, -1)
