@@ -21,7 +21,7 @@ IMPLS = ("auto", "reference", "fast", "dense", "tiled", "flex")
 
 # Measured CPU dispatch (benchmarks/na.py --dispatch, see the module docstring): per window L, the
 # largest H * W where dense scores win, and the path for larger maps.
-CPU_DISPATCH = {3: (196, "fast"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (576, "tiled"), 11: (576, "tiled")}
+CPU_DISPATCH = {3: (196, "fast"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (400, "tiled"), 11: (400, "tiled")}
 
 
 def _measured(kernel_size: int) -> tuple[int, str]:
