@@ -12,12 +12,13 @@ ratio divides the time by that of one square matmul of the same FLOPs timed in t
 The 1-minute load average is recorded beside every figure (the CPU is shared). Writes
 ``results/benchmarks/na_cpu.csv``.
 
-Dispatch table (``--dispatch``): dense vs tiled (and fast) on small square maps, the measurement
-behind ``pna.ops.na2d.DENSE_MAX_PIXELS``; writes ``results/benchmarks/na_dispatch_cpu.csv``.
+Dispatch table (``--dispatch``): dense vs tiled (and fast) on small square maps, best single-thread
+CPU time over interleaved rounds, the measurement behind ``pna.ops.na2d.DENSE_MAX_PIXELS``;
+writes ``results/benchmarks/na_dispatch_cpu.csv``.
 
     python benchmarks/na.py                                   # stage table, 3 timed repeats
     python benchmarks/na.py --impls fast tiled --kernels 9 --update   # re-measure some rows
-    python benchmarks/na.py --dispatch
+    python benchmarks/na.py --dispatch --threads 1 --repeats 7
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ HEAD_DIM, BATCH = 32, 2
 KERNELS = (5, 7, 9, 11)
 BASELINES = ("naive_unfold", "reference")  # slow, L * L copies of K and V: by default at L = 9 only
 RESULTS = ROOT / "results" / "benchmarks"
-COLUMNS = ["impl", "stage", "B", "heads", "H", "W", "dim", "L", "fwd_bwd_ms", "fwd_bwd_median_ms", "peak_mem_mb", "gflops_per_s",
+COLUMNS = ["impl", "stage", "B", "heads", "H", "W", "dim", "L", "fwd_bwd_ms", "fwd_bwd_median_ms", "cpu_ms", "peak_mem_mb",
+           "gflops_per_s",
            "matmul_ms", "ratio_to_matmul", "load_avg_1min", "status", "torch", "threads"]
 DISPATCH_SIZES = (8, 12, 16, 20, 24, 32, 40, 48)
 DISPATCH_HEADS = (1, 6)
@@ -93,15 +95,19 @@ def useful_flops(batch: int, heads: int, height: int, width: int, kernel_size: i
     return 6 * 2 * batch * heads * height * width * min(kernel_size, height) * min(kernel_size, width) * dim
 
 
-def _times_ms(fn, repeats: int) -> tuple[float, float]:
-    """(best, median) of ``repeats`` timed calls after one warm-up, in ms."""
+def _times_ms(fn, repeats: int) -> tuple[float, float, float]:
+    """(best wall, median wall, CPU time of the best) of ``repeats`` calls after a warm-up, in ms.
+
+    The CPU time (all threads of this process) does not count time spent waiting for a core, so
+    with one thread it measures the work itself on a busy machine."""
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times), 1e3 * sorted(times)[len(times) // 2]
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
+    times.sort()
+    return 1e3 * times[0][0], 1e3 * times[len(times) // 2][0], 1e3 * times[0][1]
 
 
 def matmul_ms(flops: int, repeats: int) -> float:
@@ -141,10 +147,11 @@ def worker(impl: str, batch: int, heads: int, size: int, kernel_size: int, repea
     flops = useful_flops(batch, heads, size, size, kernel_size)
     _reset_peak()
     baseline = _resident_mb("VmRSS")
-    ms, median = _times_ms(_runner(impl, inputs, rpb, seed, kernel_size), repeats)
+    ms, median, cpu = _times_ms(_runner(impl, inputs, rpb, seed, kernel_size), repeats)
     peak = _resident_mb("VmHWM") - baseline
     mm = matmul_ms(flops, max(repeats, 5))
-    return {"fwd_bwd_ms": round(ms, 1), "fwd_bwd_median_ms": round(median, 1), "peak_mem_mb": round(peak, 1),
+    return {"fwd_bwd_ms": round(ms, 1), "fwd_bwd_median_ms": round(median, 1), "cpu_ms": round(cpu, 1),
+            "peak_mem_mb": round(peak, 1),
             "gflops_per_s": round(flops / ms / 1e6, 1),
             "matmul_ms": round(mm, 2), "ratio_to_matmul": round(ms / mm, 1), "load_avg_1min": round(os.getloadavg()[0], 2),
             "status": "ok"}
@@ -193,24 +200,32 @@ def stage_table(args) -> None:
                 print(f"{impl:>13} {stage:>5} {kernel_size:>3} {row['fwd_bwd_ms']!s:>11} {row['peak_mem_mb']!s:>8} "
                       f"{row['gflops_per_s']!s:>8} {row['ratio_to_matmul']!s:>8} {row['load_avg_1min']!s:>5}  "
                       f"{row['status'] if row['status'] != 'ok' else ''}", flush=True)
-    _write(args.out or RESULTS / "na_cpu.csv", rows, ("impl", "stage", "L"), args.update)
+    _write(args.out or RESULTS / "na_cpu.csv", rows, ("impl", "stage", "L", "threads"), args.update)
 
 
 def dispatch_table(args) -> None:
-    """dense vs tiled (vs fast) on small maps: the crossover of the automatic dispatch."""
+    """dense vs tiled (vs fast) on small maps: the crossover of the automatic dispatch.
+
+    Rounds interleave the implementations and each keeps its best CPU time over the rounds: on a
+    shared machine that is the least disturbed measure of the work (run with --threads 1)."""
     rows = []
     for kernel_size in args.kernels:
         for heads in DISPATCH_HEADS:
             for size in DISPATCH_SIZES:
-                times = {}
                 inputs, rpb, seed = _inputs(BATCH, heads, size, kernel_size)
-                for impl in args.impls:  # in this process: small shapes, time only
-                    times[impl] = round(_times_ms(_runner(impl, inputs, rpb, seed, kernel_size), args.repeats)[0], 2)
+                impls = [i for i in args.impls if i != "dense" or fits_dense(inputs[0])]  # else never picked
+                runs = {impl: _runner(impl, inputs, rpb, seed, kernel_size) for impl in impls}
+                best = {impl: (float("inf"),) * 3 for impl in impls}
+                for _ in range(args.repeats):
+                    for impl in impls:
+                        best[impl] = min(best[impl], _times_ms(runs[impl], 1), key=lambda t: t[2])
+                for impl in impls:
                     rows.append({"impl": impl, "B": BATCH, "heads": heads, "H": size, "W": size, "L": kernel_size,
-                                 "fwd_bwd_ms": times[impl], "load_avg_1min": round(os.getloadavg()[0], 2), "threads": args.threads})
-                best = min(times, key=times.get)
+                                 "cpu_ms": round(best[impl][2], 2), "wall_ms": round(best[impl][0], 2),
+                                 "load_avg_1min": round(os.getloadavg()[0], 2), "threads": args.threads})
+                fastest = min(impls, key=lambda i: best[i][2])
                 print(f"L={kernel_size:>2} heads={heads:>2} {size:>3}x{size:<3} " +
-                      " ".join(f"{k} {v:>8}" for k, v in times.items()) + f"  -> {best}", flush=True)
+                      " ".join(f"{i} {best[i][2]:8.2f}" for i in impls) + f"  -> {fastest}", flush=True)
     _write(args.out or RESULTS / "na_dispatch_cpu.csv", rows, ("impl", "heads", "H", "L"), args.update)
 
 

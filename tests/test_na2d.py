@@ -217,15 +217,16 @@ def test_fvcore_counts_neighbourhood_products(impl):
     assert total == batch * heads * height * width * window * (dim + dim_v)
 
 
-def test_auto_dispatch_uses_dense_only_on_small_maps():
+def test_auto_dispatch_follows_the_measured_table():
     from pna.ops.na2d import _resolve
 
     def auto(batch, heads, size, kernel_size):
         return _resolve("auto", torch.zeros(batch, heads, size, size, 1), ("auto", "dense", "tiled", "fast"), kernel_size)
 
-    assert auto(8, 2, 16, 9) == "dense"    # a smoke-run stride-4 map
+    assert auto(8, 1, 16, 9) == "dense"    # a smoke-run stride-4 map
     assert auto(2, 24, 16, 9) == "dense"   # the paper's stride-32 map of a 512 crop
-    assert auto(2, 3, 128, 128 // 16 + 1) == "tiled"  # the paper's stride-4 map
-    assert auto(2, 3, 128, 9) == "tiled"
+    assert auto(2, 3, 128, 9) == "tiled"   # the paper's stride-4 map
+    assert auto(2, 3, 128, 3) == "fast"    # L = 3: the slot loop has only 9 slots, the halo 100 keys
+    assert auto(2, 3, 128, 13) == "tiled"  # beyond the table: the nearest measured L
     assert auto(64, 24, 24, 9) == "tiled"  # small map, but the dense score matrix would not fit
     assert _resolve("auto", torch.zeros(2, 3, 128, 128, 1), ("auto", "reference", "fast", "dense"), 9) == "fast"

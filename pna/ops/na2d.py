@@ -19,20 +19,24 @@ from .na2d_tiled import na2d_tiled
 
 IMPLS = ("auto", "reference", "fast", "dense", "tiled", "flex")
 
-# Largest H * W at which the dense path's forward+backward beat the tiled path, per window size L
-# (square maps, B = 2; measured by benchmarks/na.py --dispatch, see the module docstring).
-DENSE_MAX_PIXELS = {3: 256, 5: 256, 7: 400, 9: 576, 11: 576}
+# Measured CPU dispatch (benchmarks/na.py --dispatch, see the module docstring): per window L, the
+# largest H * W where dense scores win, and the path for larger maps.
+CPU_DISPATCH = {3: (196, "fast"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (400, "tiled"), 11: (400, "tiled")}
 
 
-def dense_is_faster(height: int, width: int, kernel_size: int) -> bool:
-    """Whether the automatic dispatch prefers dense scores to halo tiles for this map and window.
+def _measured(kernel_size: int) -> tuple[int, str]:
+    return CPU_DISPATCH[min(CPU_DISPATCH, key=lambda size: (abs(size - kernel_size), -size))]  # nearest L
+
+
+def cpu_path(height: int, width: int, kernel_size: int) -> str:
+    """The fastest path off CUDA for this map and window, from the measured table (nearest L).
 
     Example:
-        >>> dense_is_faster(16, 16, 9), dense_is_faster(128, 128, 9)
-        (True, False)
+        >>> cpu_path(16, 16, 9), cpu_path(128, 128, 9), cpu_path(128, 128, 3)
+        ('dense', 'tiled', 'fast')
     """
-    nearest = min(DENSE_MAX_PIXELS, key=lambda size: (abs(size - kernel_size), -size))
-    return height * width <= DENSE_MAX_PIXELS[nearest]
+    dense_pixels, large = _measured(kernel_size)
+    return "dense" if height * width <= dense_pixels else large
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.Tensor, kernel_size: int) -> None:
@@ -79,7 +83,10 @@ def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: 
             return "flex"
         if "tiled" not in allowed:  # na2d_attn: the weights come from dense or the slot loop
             return "dense" if fits_dense(q) else "fast"
-        return "dense" if dense_is_faster(q.shape[2], q.shape[3], kernel_size) and fits_dense(q) else "tiled"
+        path = cpu_path(q.shape[2], q.shape[3], kernel_size)
+        if path == "dense" and not fits_dense(q):  # too many (batch x heads) for the score matrix
+            return _measured(kernel_size)[1]
+        return path
     return impl
 
 
@@ -117,8 +124,11 @@ def na2d(
         q, k: ``(B, heads, H, W, dim)``; v: ``(B, heads, H, W, dim_v)``; q is used as given.
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``; maps smaller than ``L`` attend to the whole axis.
-        impl: ``"auto"`` (flex on CUDA; elsewhere dense on small maps, fast otherwise),
-            ``"reference"``, ``"fast"``, ``"dense"`` (small maps) or ``"flex"``.
+        impl: ``"auto"`` (flex on CUDA; elsewhere the path the measured table picks for this map
+            and window, see the module docstring), ``"reference"``, ``"fast"``, ``"dense"`` (small
+            maps), ``"tiled"`` or ``"flex"``.
+        rpb may keep its own floating dtype (a float32 parameter under autocast): it is cast to
+        the compute dtype inside, its gradient comes back in its own dtype.
 
     Returns:
         ``(B, heads, H, W, dim_v)``.
