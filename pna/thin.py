@@ -181,3 +181,70 @@ def find_thin_pixel(dataset, class_name: str = "stripe", start: int = 0, limit: 
         if pixel is not None:
             return index, pixel
     raise ValueError(f"no {class_name!r} pixel in samples {start}..{start + limit - 1} of {dataset!r}")
+
+
+def plot_thin_classes(run, oracle: pd.DataFrame, baselines: Mapping | None = None,
+                      thin: Sequence[str] = THIN_CLASSES, title: str | None = None):
+    """Thin-class IoU (%) per stage of ``run`` beside the oracle at each stage's stride.
+
+    One panel per thin class: the run's P0..P4 (solid), the oracle of :func:`oracle_table` at the
+    stride of each stage (dashed), and the final stage of each ``baselines`` run (a row name ->
+    run) as a dotted level. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    stages = per_class_table(run.metrics)
+    names = list(stages.index)
+    strides = [STAGE_STRIDES.get(s) for s in names]
+    fig, axes = plt.subplots(1, len(thin), figsize=(3.6 * len(thin), 3.2), sharey=True, squeeze=False)
+    for ax, cls in zip(axes[0], thin):
+        x = range(len(names))
+        ax.plot(x, stages[cls], "o-", color="tab:blue", label="model")
+        if all(s in oracle.index for s in strides):
+            ax.plot(x, [oracle.loc[s, cls] for s in strides], "s--", color="grey", label="oracle at the stride")
+        for (row, base), colour in zip((baselines or {}).items(), ("tab:red", "tab:orange", "tab:green", "tab:purple")):
+            final = base.metrics["stages"][base.metrics["final_stage"]]["per_class_iou"][cls]
+            ax.axhline(100 * final, ls=":", color=colour, label=row)
+        ax.set_xticks(list(x), [f"{n}\n/{s}" for n, s in zip(names, strides)])
+        ax.set_title(cls)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("IoU (%)")
+    axes[0][-1].legend(loc="lower right", fontsize=7)
+    fig.suptitle(title or "thin classes: IoU per stage (stage / output stride)")
+    fig.tight_layout()
+    return fig
+
+
+def window_share(attn: Tensor, label: Tensor | np.ndarray, pixel: tuple[int, int], kernel_size: int,
+                 class_id: int) -> tuple[float, float]:
+    """How much of one query's NAM weight falls on class ``class_id``, and what a uniform window gives.
+
+    ``attn``: (heads, H, W, Lh*Lw) weights of one image at one stage (``model.attention_maps``);
+    ``label``: (H_img, W_img) class ids; ``pixel``: the query (row, col) in image coordinates.
+    Each key cell counts with the fraction of its pixels that are ``class_id``. Returns
+    ``(weighted share, uniform share)`` averaged over heads: weights that follow a thin part put
+    more on it than the uniform share.
+
+    Example:
+        >>> label = torch.zeros(32, 32, dtype=torch.long); label[:, 12:20] = 2   # a vertical stripe
+        >>> attn = torch.full((1, 8, 8, 9), 1 / 9)                               # stride 4, L = 3
+        >>> weighted, uniform = window_share(attn, label, (16, 14), 3, class_id=2)
+        >>> round(weighted, 3) == round(uniform, 3), round(uniform, 3)
+        (True, 0.667)
+    """
+    from pna.ops.window import window_starts
+
+    label = torch.as_tensor(np.asarray(label)) if isinstance(label, np.ndarray) else label
+    heads, height, width, slots = attn.shape
+    stride_y, stride_x = label.shape[0] // height, label.shape[1] // width
+    qy, qx = min(pixel[0] // stride_y, height - 1), min(pixel[1] // stride_x, width - 1)
+    span_y, span_x = min(kernel_size, height), min(kernel_size, width)
+    if span_y * span_x != slots:
+        raise ValueError(f"attn has {slots} window slots, expected {span_y} x {span_x} for kernel_size {kernel_size}")
+    top = int(window_starts(height, kernel_size)[qy])
+    left = int(window_starts(width, kernel_size)[qx])
+    target = (label == class_id).float()[None, None, : height * stride_y, : width * stride_x]
+    cells = F.avg_pool2d(target, (stride_y, stride_x))[0, 0, top:top + span_y, left:left + span_x]
+    weights = attn[:, qy, qx].reshape(heads, span_y, span_x).float()
+    return float((weights * cells).sum((1, 2)).mean()), float(cells.mean())

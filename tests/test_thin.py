@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pna.thin import (
-    find_thin_pixel, oracle_miou, oracle_prediction, oracle_table, per_class_table, thin_class_table, thin_pixel,
+    find_thin_pixel, oracle_miou, oracle_prediction, oracle_table, per_class_table, plot_thin_classes,
+    thin_class_table, thin_pixel, window_share,
 )
 
 
@@ -86,3 +87,27 @@ def test_find_thin_pixel_walks_the_samples_and_names_missing_classes():
         find_thin_pixel(dataset, "ring")
     with pytest.raises(ValueError, match="no 'stripe' pixel"):
         find_thin_pixel(dataset, "stripe", limit=1)
+
+
+def test_thin_class_figure_has_a_panel_per_thin_class():
+    import matplotlib
+    matplotlib.use("Agg")
+    ious = {"background": 0.9, "stripe": 0.2, "ring": 0.3, "speck": 0.1}
+    run = fake_run({f"P{m}": {k: min(1.0, v + 0.1 * m) for k, v in ious.items()} for m in range(5)})
+    oracle = oracle_table(stripes(6), ["background", "stripe"], strides=(32, 16, 8, 4))
+    for cls in ("ring", "speck"):
+        oracle[cls] = oracle["stripe"]
+    fig = plot_thin_classes(run, oracle, baselines={"base": fake_run({"P0": ious})})
+    assert [ax.get_title() for ax in fig.axes] == ["stripe", "ring", "speck"]
+    assert len(fig.axes[0].lines) == 3  # model, oracle, baseline
+
+
+def test_window_share_rewards_weights_on_the_class():
+    label = torch.zeros(32, 32, dtype=torch.long)
+    label[:, 12:16] = 2  # one column of stride-4 cells
+    attn = torch.zeros(2, 8, 8, 9)
+    attn[:, :, :, [1, 4, 7]] = 1 / 3  # every query looks at the middle column of its 3x3 window
+    weighted, uniform = window_share(attn, label, (16, 13), 3, class_id=2)
+    assert weighted == pytest.approx(1.0) and uniform == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="window slots"):
+        window_share(attn, label, (16, 13), 5, class_id=2)
