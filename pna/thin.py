@@ -248,3 +248,19 @@ def window_share(attn: Tensor, label: Tensor | np.ndarray, pixel: tuple[int, int
     cells = F.avg_pool2d(target, (stride_y, stride_x))[0, 0, top:top + span_y, left:left + span_x]
     weights = attn[:, qy, qx].reshape(heads, span_y, span_x).float()
     return float((weights * cells).sum((1, 2)).mean()), float(cells.mean())
+
+
+@torch.no_grad()
+def window_share_table(model, image: Tensor, label: Tensor | np.ndarray, pixel: tuple[int, int],
+                       class_id: int) -> pd.DataFrame:
+    """:func:`window_share` of one query at every refinement stage of ``model`` (a PNA Segmentor):
+    one line per stage with the weighted share, the uniform share and their ratio (> 1: the
+    weights follow the class)."""
+    attention = model.attention_maps(image[None].to(next(model.parameters()).device))
+    kernel = model.refine.stages[0].nam.window_size
+    lines = {}
+    for stage, attn in attention.items():
+        weighted, uniform = window_share(attn[0].cpu(), label, pixel, kernel, class_id)
+        lines[stage] = {"stride": STAGE_STRIDES.get(stage), "weighted": weighted, "uniform": uniform,
+                        "ratio": weighted / uniform if uniform > 0 else float("nan")}
+    return pd.DataFrame.from_dict(lines, orient="index")

@@ -7,7 +7,7 @@ import torch
 
 from pna.thin import (
     find_thin_pixel, oracle_miou, oracle_prediction, oracle_table, per_class_table, plot_thin_classes,
-    thin_class_table, thin_pixel, window_share,
+    thin_class_table, thin_pixel, window_share, window_share_table,
 )
 
 
@@ -111,3 +111,16 @@ def test_window_share_rewards_weights_on_the_class():
     assert weighted == pytest.approx(1.0) and uniform == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="window slots"):
         window_share(attn, label, (16, 13), 5, class_id=2)
+
+
+def test_window_share_table_covers_every_refinement_stage():
+    import warnings
+    from pna.models import create_model
+    warnings.simplefilter("ignore")  # randomly initialised backbone
+    model = create_model("fcn_r50_os32_pna", 3, backbone="resnet10c_half", embed_dims=(32, 32, 32, 32),
+                         head_channels=16, aux_channels=16, window_size=3).eval()
+    label = torch.zeros(64, 64, dtype=torch.long)
+    label[:, 28:36] = 2
+    table = window_share_table(model, torch.randn(3, 64, 64), label, (32, 30), class_id=2)
+    assert list(table.index) == ["P1", "P2", "P3", "P4"] and list(table["stride"]) == [32, 16, 8, 4]
+    assert ((table["weighted"] >= 0) & (table["weighted"] <= 1)).all() and (table["uniform"] > 0).all()
