@@ -10,6 +10,10 @@ the NAM's ``na2d`` replaced by a free stand-in), the estimated time of the whole
     python benchmarks/train_throughput.py                                   # Table 1 rows, current recipe
     python benchmarks/train_throughput.py --recipe before --label before    # the old smoke recipe
     python benchmarks/train_throughput.py --configs voc/fcn_r50_os32_pna --threads 1 2 --append
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_throughput.py --threads 2 --append   # set before torch loads
+
+On a 2-core machine shared with other processes, 2 torch threads under OpenMP's default (spinning)
+wait policy can be 10x slower than 1 thread; OMP_WAIT_POLICY=PASSIVE avoids that (see the CSV).
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ DEFAULT = ["voc/fcn_r50_os32", "voc/fcn_r50_os8", "voc/fcn_r50_os32_pna_nam", "v
 RECIPES = {
     "current": [],
     "before": ["data.options={'num_train': 512, 'num_val': 64, 'size': 96, 'seed': 0}", "data.crop=(64,64)",
-               "train.batch_size=8", "optim.lr=1e-3", "train.iters=160", "eval.crop=(64,64)", "eval.stride=(48,48)"],
+               "data.scale_range=(0.75,1.25)", "train.batch_size=8", "optim.lr=1e-3", "train.iters=160",
+               "eval.crop=(64,64)", "eval.stride=(48,48)"],
 }
 
 
@@ -66,7 +71,8 @@ def time_steps(trainer: Trainer, batches, iters: int) -> tuple[float, float, flo
     return time.perf_counter() - wall, time.process_time() - cpu, data_time
 
 
-def measure(name: str, iters: int, warmup: int, overrides: list[str], threads: int, label: str) -> dict:
+def measure(name: str, iters: int, warmup: int, overrides: list[str], threads: int, label: str,
+            compile_model: bool = False) -> dict:
     torch.set_num_threads(threads)
     cfg = load_config(name, "smoke", overrides + ["train.device=cpu"])
     load_before = os.getloadavg()[0]
@@ -74,10 +80,15 @@ def measure(name: str, iters: int, warmup: int, overrides: list[str], threads: i
         warnings.simplefilter("ignore")
         trainer = Trainer(cfg, RunDir(tmp), torch.device("cpu"), resume=False, progress=False)
         batches = train_batches(trainer.train_set, cfg.train.batch_size, cfg.train.seed)
+        if compile_model:  # inductor on the CPU: its compile time counts against a smoke run too
+            trainer.net = torch.compile(trainer.model)
+        compile_start = time.perf_counter()
         time_steps(trainer, batches, warmup)
+        warmup_seconds = time.perf_counter() - compile_start
         seconds, cpu_seconds, data_time = time_steps(trainer, batches, iters)
         na_share = None
-        if any(isinstance(m, nam_module.NeighbourhoodAggregation) for m in trainer.model.modules()):
+        has_nam = any(isinstance(m, nam_module.NeighbourhoodAggregation) for m in trainer.model.modules())
+        if has_nam and not compile_model:
             with free_neighbourhood_attention():
                 time_steps(trainer, batches, 1)
                 _, without, _ = time_steps(trainer, batches, iters)
@@ -88,7 +99,9 @@ def measure(name: str, iters: int, warmup: int, overrides: list[str], threads: i
     per_iter = seconds / iters
     return {"label": label, "config": name, "image_size": cfg.data.options.get("size"),
             "crop": "x".join(map(str, cfg.data.crop)), "batch": cfg.train.batch_size, "lr": cfg.optim.lr,
-            "threads": threads, "images_per_s": round(cfg.train.batch_size / per_iter, 2),
+            "threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "compiled": compile_model, "warmup_s": round(warmup_seconds, 1),
+            "images_per_s": round(cfg.train.batch_size / per_iter, 2),
             "s_per_iter": round(per_iter, 4), "cpu_s_per_iter": round(cpu_seconds / iters, 4),
             "data_share": round(data_time / seconds, 3), "na_share": na_share,
             "eval_images": len(trainer.eval_set), "eval_s": round(eval_seconds, 2), "smoke_iters": cfg.train.iters,
@@ -106,6 +119,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (compile time in warmup_s)")
     parser.add_argument("--out", type=Path, default=None, help="default: results/benchmarks/train_throughput.csv")
     parser.add_argument("--append", action="store_true", help="add lines to the CSV instead of replacing it")
     args = parser.parse_args()
@@ -113,7 +127,7 @@ def main() -> None:
     rows = []
     for threads in args.threads:
         for name in args.configs:
-            row = measure(name, args.iters, args.warmup, overrides, threads, args.label or args.recipe)
+            row = measure(name, args.iters, args.warmup, overrides, threads, args.label or args.recipe, args.compile)
             rows.append(row)
             print(f"{row['label']:8s} {name:32s} {row['crop']:>7s} b{row['batch']} {threads}t  "
                   f"{row['s_per_iter']:.3f} s/iter ({row['cpu_s_per_iter']:.3f} CPU)  data {row['data_share']:.0%}  "

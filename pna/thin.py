@@ -170,7 +170,8 @@ def thin_pixel(label: np.ndarray | Tensor, class_id: int, window: int = 36, marg
     return int(row), int(col)
 
 
-def find_thin_pixel(dataset, class_name: str = "stripe", start: int = 0, limit: int = 64) -> tuple[int, tuple[int, int]]:
+def find_thin_pixel(dataset, class_name: str = "stripe", start: int = 0,
+                    limit: int = 64) -> tuple[int, tuple[int, int]]:
     """(sample index, (row, col)) of the first sample from ``start`` holding ``class_name``, with a
     pixel on it chosen by :func:`thin_pixel`; ValueError if none of ``limit`` samples has one."""
     if class_name not in dataset.classes:

@@ -61,7 +61,8 @@ def test_bad_arguments_are_named():
 
 
 def fake_run(ious_by_stage: dict) -> SimpleNamespace:
-    stages = {s: {"mIoU": float(np.mean([x for x in v.values() if x is not None])), "per_class_iou": v} for s, v in ious_by_stage.items()}
+    stages = {s: {"mIoU": float(np.mean([x for x in v.values() if x is not None])), "per_class_iou": v}
+              for s, v in ious_by_stage.items()}
     return SimpleNamespace(metrics={"stages": stages, "final_stage": list(stages)[-1]})
 
 
@@ -77,9 +78,17 @@ def test_tables_of_runs():
 
 def test_find_thin_pixel_walks_the_samples_and_names_missing_classes():
     empty, striped = np.zeros((64, 64), np.uint8), stripes(6)[0].numpy().astype(np.uint8) * 2
-    dataset = SimpleNamespace(classes=["background", "disc", "stripe"], load=lambda i: (None, [empty, striped][i]))
-    dataset.__len__ = lambda: 2
-    dataset = type("D", (), {"classes": dataset.classes, "load": staticmethod(dataset.load), "__len__": lambda self: 2})()
+
+    class Labels:
+        classes = ["background", "disc", "stripe"]
+
+        def __len__(self):
+            return 2
+
+        def load(self, index):
+            return None, [empty, striped][index]
+
+    dataset = Labels()
     index, (row, col) = find_thin_pixel(dataset, "stripe")
     assert index == 1 and striped[row, col] == 2
     assert thin_pixel(empty, 2) is None

@@ -56,8 +56,8 @@ CLUTTER_PER_128 = (3, 9)  # grey distractor lines and outlines per 128 x 128 are
 class SyntheticConfig:
     """Options of the synthetic set; every field enters the cache key."""
 
-    num_train: int = 512
-    num_val: int = 64
+    num_train: int = 256
+    num_val: int = 32
     size: int = 256
     seed: int = 0
 
@@ -218,7 +218,7 @@ def generate_synthetic(out_dir: str | Path, config: SyntheticConfig = SyntheticC
     return out
 
 
-def ensure_synthetic(cache_dir: str | Path | None = None, num_train: int = 512, num_val: int = 64,
+def ensure_synthetic(cache_dir: str | Path | None = None, num_train: int = 256, num_val: int = 32,
                      size: int = 256, seed: int = 0) -> Path:
     """The folder of the synthetic set with these options, generated on first use.
 
