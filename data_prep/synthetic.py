@@ -1,7 +1,7 @@
 """Generate the built-in synthetic dataset now (it is otherwise generated on first use).
 
-    python -m data_prep.synthetic                      # default: 1000 train / 200 val, 128x128, seed 0
-    python -m data_prep.synthetic --num-train 200 --size 96 --cache-dir /tmp/pna
+    python -m data_prep.synthetic                      # default (the smoke set): 256 train / 32 val, 256x256, seed 0
+    python -m data_prep.synthetic --num-train 64 --size 128 --cache-dir /tmp/pna
 """
 from __future__ import annotations
 

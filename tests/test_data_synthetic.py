@@ -9,8 +9,10 @@ from PIL import Image
 from scipy import ndimage
 
 from pna.data import build_dataset, info
-from pna.data.catalog import voc_palette
+from pna.configs import SMOKE_SYNTHETIC
+from pna.data.catalog import SYNTHETIC_CLASSES, voc_palette
 from pna.data.synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
+from pna.thin import THIN_CLASSES, oracle_miou, thin_pixel
 
 SMALL = SyntheticConfig(num_train=12, num_val=4, size=64, seed=3)
 
@@ -77,39 +79,59 @@ def test_build_dataset_default_cache_reads_through_the_voc_loader(tmp_path, monk
 
 @pytest.fixture(scope="module")
 def labels(tmp_path_factory) -> np.ndarray:
-    folder = generate_synthetic(tmp_path_factory.mktemp("syn") / "set", SyntheticConfig(40, 1, 128, 0))
-    return np.stack([np.asarray(Image.open(p)) for p in sorted((folder / "SegmentationClass").glob("train_*.png"))])
+    """The first 40 training and 24 validation labels of the smoke set (images do not depend on
+    the set size, so these are the smoke set's own)."""
+    smoke = SyntheticConfig(**SMOKE_SYNTHETIC)
+    folder = generate_synthetic(tmp_path_factory.mktemp("syn") / "set", SyntheticConfig(40, 24, smoke.size, smoke.seed))
+    return np.stack([np.asarray(Image.open(p)) for p in sorted((folder / "SegmentationClass").glob("*.png"))])
 
 
 def test_every_class_appears_with_a_real_share_of_pixels(labels):
     share = np.bincount(labels.ravel(), minlength=256) / labels.size
     assert share[255] == 0 and share[7:].sum() == 0
-    assert 0.6 < share[0] < 0.95
-    assert all(share[c] > 0.002 for c in range(1, 7))
+    assert 0.55 < share[0] < 0.85
+    assert all(share[c] > 0.015 for c in range(1, 7))
 
 
-def test_thin_classes_vanish_under_a_small_erosion(labels):
-    # stripes, rings and specks are a few pixels wide: two 3x3 erosions remove nearly all of them,
-    # while discs and checkers (bulky) keep most of their area.
+def test_thin_classes_vanish_under_erosion_and_bulky_ones_do_not(labels):
+    # stripes, rings and specks are 7-14 px wide: six 3x3 erosions (12 px) remove nearly all of
+    # them, while discs and checkers keep most of their area.
     def surviving(cls):
         mask = labels == cls
-        eroded = np.stack([ndimage.binary_erosion(m, iterations=2) for m in mask])
+        eroded = np.stack([ndimage.binary_erosion(m, iterations=6) for m in mask])
         return eroded.sum() / max(1, mask.sum())
-    assert max(surviving(2), surviving(4), surviving(6)) < 0.15
+    assert max(surviving(2), surviving(4), surviving(6)) < 0.12
     assert min(surviving(1), surviving(5)) > 0.5
 
 
-def test_a_stride_32_prediction_cannot_place_the_objects(labels):
-    def oracle_miou(stride):  # best prediction constant on stride x stride cells (cell majority)
-        n, h, w = labels.shape
-        cells = labels.reshape(n, h // stride, stride, w // stride, stride).transpose(0, 1, 3, 2, 4)
-        cells = cells.reshape(n, h // stride, w // stride, -1)
-        majority = np.apply_along_axis(lambda v: np.bincount(v, minlength=7).argmax(), -1, cells)
-        pred = majority.repeat(stride, 1).repeat(stride, 2)
-        conf = np.bincount(labels.ravel().astype(int) * 7 + pred.ravel(), minlength=49).reshape(7, 7)
-        return np.mean(np.diag(conf) / (conf.sum(0) + conf.sum(1) - np.diag(conf)))
-    coarse, fine = oracle_miou(32), oracle_miou(4)
-    assert coarse < 0.35 and fine > 0.55 and fine > 2 * coarse
+def test_oracle_goals_stride_4_places_thin_parts_stride_32_cannot(labels):
+    # issue 10: labels constant per cell (majority), upsampled bilinearly like predictions.
+    names = list(info("synthetic").classes)
+    oracle = {s: oracle_miou(torch.from_numpy(labels), s, len(names), class_names=names) for s in (4, 8, 32)}
+    fine, coarse = oracle[4], oracle[32]
+    assert fine["mIoU"] >= 0.85, fine
+    assert all(fine["per_class_iou"][c] >= 0.60 for c in THIN_CLASSES), fine["per_class_iou"]
+    assert coarse["mIoU"] <= 0.40, coarse
+    assert all(coarse["per_class_iou"][c] < 0.25 for c in THIN_CLASSES), coarse["per_class_iou"]
+    # the thin parts are what a stride-8 prediction loses first
+    assert all(oracle[8]["per_class_iou"][c] < fine["per_class_iou"][c] - 0.1 for c in THIN_CLASSES)
+
+
+def test_a_thin_pixel_is_found_on_a_stripe_in_every_image_that_has_one(labels):
+    stripe = SYNTHETIC_CLASSES.index("stripe")
+    found = 0
+    for label in labels:
+        pixel = thin_pixel(label, stripe)
+        if not (label == stripe).any():
+            assert pixel is None
+            continue
+        row, col = pixel
+        assert label[row, col] == stripe
+        if (label == stripe).sum() >= 500:  # one whole stripe at least (not only an occluded end)
+            found += 1
+            window = label[max(0, row - 18):row + 18, max(0, col - 18):col + 18]
+            assert (window == stripe).mean() > 0.1  # the query sits on a real stretch of stripe
+    assert found >= len(labels) // 2
 
 
 def test_bad_options():
