@@ -10,7 +10,7 @@ is marked so, and reported in words beside the numbers instead of asserted.
 Example::
 
     >>> [c.text for c in CLAIMS["table2"]]
-    ['a 9x9 window is at least as good as a 5x5 one (P4)']
+    ['fcn_r50_os32_pna_nam_w9 is at least as good as fcn_r50_os32_pna_nam_w5 (final stage)']
 """
 from __future__ import annotations
 
