@@ -85,7 +85,7 @@ def oracle_miou(labels: Tensor | np.ndarray, stride: int, num_classes: int, igno
 def dataset_labels(dataset, limit: int | None = None) -> Tensor:
     """The label maps (N, H, W) of a :class:`pna.data.base.SegmentationDataset` (same-size images)."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    return torch.stack([torch.from_numpy(dataset.load(i)[1]) for i in range(count)])
+    return torch.stack([torch.from_numpy(np.array(dataset.load(i)[1])) for i in range(count)])
 
 
 def oracle_table(labels: Tensor, class_names: Sequence[str], strides: Sequence[int] = STRIDES,
@@ -265,3 +265,21 @@ def window_share_table(model, image: Tensor, label: Tensor | np.ndarray, pixel: 
         lines[stage] = {"stride": STAGE_STRIDES.get(stage), "weighted": weighted, "uniform": uniform,
                         "ratio": weighted / uniform if uniform > 0 else float("nan")}
     return pd.DataFrame.from_dict(lines, orient="index")
+
+
+def walkthrough_query(dataset, sample_index: int | None = None, pixel: tuple[int, int] | None = None,
+                      class_name: str = "stripe") -> tuple[int, tuple[int, int], str | None]:
+    """(sample index, query pixel, class it was picked on) for the walkthrough's figures.
+
+    A ``pixel`` given is kept (class None). Otherwise, on a dataset with ``class_name`` (the
+    synthetic set), the first sample from ``sample_index`` (default 0) holding it and a pixel on it
+    (:func:`find_thin_pixel`); on other datasets the centre of sample ``sample_index``.
+    """
+    index = 0 if sample_index is None else int(sample_index)
+    if pixel is not None:
+        return index, (int(pixel[0]), int(pixel[1])), None
+    if class_name in dataset.classes:
+        index, found = find_thin_pixel(dataset, class_name, start=index)
+        return index, found, class_name
+    height, width = dataset.load(index)[1].shape[:2]
+    return index, (height // 2, width // 2), None
