@@ -187,12 +187,23 @@ def papermill_row(dataset: str, device: str, timeout: float) -> dict:
             "s_per_iter": "", "eval_s": round(time.perf_counter() - start, 1)}
 
 
-def write_table(lines: list[dict], path: Path) -> None:
+def write_table(lines: list[dict], path: Path, update: bool = False) -> None:
+    """Write ``lines`` to ``path`` (atomically); with ``update``, keep the lines already there whose
+    config is not among ``lines`` (rows rehearsed in an earlier, partial run)."""
+    from pna.configs import list_configs
+
+    if update and path.is_file():
+        with open(path, newline="") as f:
+            kept = [x for x in csv.DictReader(f) if x["config"] not in {line["config"] for line in lines}]
+        order = {name: i for i, name in enumerate(list_configs())}
+        lines = sorted(kept + lines, key=lambda x: (x["config"] not in order, order.get(x["config"], 0), x["config"]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(lines)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--papermill", action="store_true", help="also run one row per dataset through its notebook")
     parser.add_argument("--out", help="CSV path (default: results/rehearsal/<device>.csv; '-' writes none)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per row")
+    parser.add_argument("--update", action="store_true",
+                        help="merge into the existing CSV (replace the rows run now, keep the others)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,20 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; see pna.configs.list_configs()")
+    path = None if args.out == "-" else Path(args.out) if args.out else REPO_ROOT / "results" / "rehearsal" / f"{args.device}.csv"
     lines = []
+
+    def record(line: dict) -> None:  # written after every row: an interrupted run keeps what it did
+        lines.append(line)
+        if path is not None:
+            write_table(lines, path, update=args.update)
+
     for i, name in enumerate(names, 1):
         line = _run_child(name, args.device, args.timeout)
-        lines.append(line)
+        record(line)
         print(f"[{i}/{len(names)}] {name}: {line['status']} {line.get('s_per_iter', '')} s/iter, "
               f"peak {line.get('peak_mb', '')} MB, eval {line.get('eval_s', '')} s {line['error']}", flush=True)
     if args.papermill:
         for dataset in NOTEBOOKS:
             line = papermill_row(dataset, args.device, args.timeout)
-            lines.append(line)
+            record(line)
             print(f"{line['config']}: {line['status']} ({line['eval_s']} s) {line['error']}", flush=True)
-    if args.out != "-":
-        path = Path(args.out) if args.out else REPO_ROOT / "results" / "rehearsal" / f"{args.device}.csv"
-        write_table(lines, path)
+    if path is not None:
         print(f"wrote {path}")
     failed = [x["config"] for x in lines if x["status"] != "ok"]
     print(f"{len(lines) - len(failed)} ok, {len(failed)} failed" + (f": {failed}" if failed else ""))

@@ -45,3 +45,19 @@ def test_rehearsal_of_one_row_per_dataset_passes(tmp_path):
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:])
     assert [x["config"] for x in lines] == list(CI_ROWS.values())
     assert all(x["resumed_at"] == "1" and float(x["eval_s"]) > 0 and float(x["amp_step_s"]) > 0 for x in lines)
+
+
+def test_an_update_keeps_the_rows_of_an_earlier_partial_run_in_config_order(tmp_path):
+    from pna.rehearse import write_table
+
+    path = tmp_path / "cpu.csv"
+    write_table([{"config": "voc/psp_r101_os16", "status": "ok", "error": ""},
+                 {"config": "papermill 01_voc_ablation.ipynb (fcn_r50_os32_pna)", "status": "ok", "error": ""}], path)
+    write_table([{"config": "voc/fcn_r50_os32", "status": "ok", "error": ""}], path, update=True)
+    write_table([{"config": "voc/psp_r101_os16", "status": "failed", "error": "boom"}], path, update=True)
+    lines = list(csv.DictReader(path.open()))
+    assert [(x["config"], x["status"]) for x in lines] == [
+        ("voc/fcn_r50_os32", "ok"), ("voc/psp_r101_os16", "failed"),
+        ("papermill 01_voc_ablation.ipynb (fcn_r50_os32_pna)", "ok")]
+    write_table([{"config": "voc/fcn_r50_os32", "status": "ok", "error": ""}], path)  # no update: replaced
+    assert [x["config"] for x in csv.DictReader(path.open())] == ["voc/fcn_r50_os32"]
