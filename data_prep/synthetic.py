@@ -39,4 +39,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pna.cli import run
+
+    raise SystemExit(run(main))  # errors as one line; --debug shows the traceback

@@ -73,6 +73,10 @@ def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None, 
     prog = prog or _prog(main)
     try:
         status = main(argv)
+    except SystemExit as done:  # argparse's --help: add the option run() itself handles
+        if done.code in (0, None) and {"-h", "--help"} & set(argv):
+            print("\n  --debug               on error, show the full traceback (or set PNA_DEBUG=1)")
+        raise
     except KeyboardInterrupt:
         if debug:
             raise

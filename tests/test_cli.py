@@ -137,3 +137,27 @@ def test_the_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path
     debug = subprocess.run([sys.executable, "-m", "pna.train", "--config", "voc/nonexistent", "--debug"],
                            env=env, capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "unknown config 'voc/nonexistent'" in debug.stderr
+
+
+def test_data_prep_errors_are_one_line_and_help_lists_debug(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PNA_DEBUG", None)
+    (tmp_path / "land-train").mkdir()
+    done = subprocess.run([sys.executable, "-m", "data_prep.deepglobe", "--root", str(tmp_path)], env=env,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("python -m data_prep.deepglobe: error: ") and str(tmp_path) in done.stderr
+    helped = subprocess.run([sys.executable, "-m", "data_prep.deepglobe", "--help"], env=env,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert helped.returncode == 0 and "--debug" in helped.stdout
+
+
+def test_help_of_run_mentions_debug(capsys):
+    import argparse
+
+    def main(argv):
+        argparse.ArgumentParser(prog="demo").parse_args(argv)
+
+    with pytest.raises(SystemExit):
+        run(main, ["--help"])
+    assert "--debug" in capsys.readouterr().out
