@@ -38,6 +38,7 @@ THIN_CLASSES = ("stripe", "ring", "speck")  # the synthetic classes a few pixels
 STRIDES = (32, 16, 8, 4)
 STAGE_STRIDES = {"P0": 32, "P1": 32, "P2": 16, "P3": 8, "P4": 4}  # the PNA stages' output strides
 ORACLE_MODES = ("majority", "soft")
+MIN_WINDOW_SHARE = 0.15  # thin_pixel: a query whose window holds less of its class is on a scrap
 
 
 def oracle_prediction(labels: Tensor, stride: int, num_classes: int, ignore_index: int = 255,
@@ -159,15 +160,23 @@ def thin_pixel(label: np.ndarray | Tensor, class_id: int, window: int = 36, marg
     others = ~inside & (label != 0)
     mean = lambda m: ndimage.uniform_filter(m.astype(np.float32), size=window, mode="constant")
     score = mean(inside) - 10 * mean(others)  # clutter from other classes disqualifies a spot
+    share = mean(inside)
     h, w = label.shape
-    keep = np.zeros_like(inside)
-    keep[margin:h - margin, margin:w - margin] = True
-    candidates = centre & keep
-    if not candidates.any():
-        candidates = inside
-    flat = np.where(candidates, score, -np.inf)
-    row, col = np.unravel_index(int(np.argmax(flat)), flat.shape)
-    return int(row), int(col)
+    best = None
+    # Away from the border first; a part that only runs along the border is still found closer in.
+    for keep_out in (margin, margin // 2, 0):
+        keep = np.zeros_like(inside)
+        keep[keep_out:h - keep_out, keep_out:w - keep_out] = True
+        candidates = centre & keep
+        if not candidates.any():
+            continue
+        flat = np.where(candidates, score, -np.inf)
+        best = np.unravel_index(int(np.argmax(flat)), flat.shape)
+        if share[best] >= MIN_WINDOW_SHARE:
+            break
+    if best is None:
+        best = np.unravel_index(int(np.argmax(np.where(inside, score, -np.inf))), inside.shape)
+    return int(best[0]), int(best[1])
 
 
 def find_thin_pixel(dataset, class_name: str = "stripe", start: int = 0,
