@@ -174,10 +174,14 @@ def _write(path: Path, rows: list[dict], keys: tuple[str, ...], update: bool) ->
             kept = [row for row in csv.DictReader(f) if tuple(row[k] for k in keys) not in measured]
         rows = kept + rows
         print(f"updating {path} (kept {len(kept)} earlier rows)")
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    # this run's columns first, then any only the earlier rows have (a CSV from an older version)
+    fields = list(dict.fromkeys([k for row in rows[::-1] for k in row]))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
+    tmp.replace(path)  # a failed write leaves the earlier file as it was
     print(f"wrote {path}")
 
 
