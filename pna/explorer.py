@@ -56,7 +56,7 @@ def _encode(rgb: np.ndarray, format: str = "png") -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    options = {"quality": 90} if format == "jpeg" else {"compress_level": 6}
+    options = {"quality": 80} if format == "jpeg" else {"compress_level": 6}
     Image.fromarray(rgb).save(buffer, format=format.upper(), **options)
     return buffer.getvalue()
 

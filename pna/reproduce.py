@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all {len(notebooks)} notebooks in {total / 60:.1f} min; executed copies in {executed}")
 
     bench = results_dir() / "benchmarks"
+    if args.only:  # a subset's timings would replace the whole run's (and reuse its cached models)
+        print(f"timings of a subset are not written: run without --only to refresh {bench}/reproduce_{args.profile}.csv")
+        return 0
     bench.mkdir(parents=True, exist_ok=True)
     with open(bench / f"reproduce_{args.profile}.csv", "w", newline="") as f:
         writer = csv.writer(f)
