@@ -70,6 +70,10 @@ def main() -> None:
     if args.out.exists() and args.resume:
         with args.out.open(newline="") as f:
             done = {r["model"]: r for r in csv.DictReader(f)}
+        gone = sorted(set(done) - set(list_models()))  # renamed or removed models: their rows go
+        if gone:
+            print(f"dropping {len(gone)} model(s) no longer registered: {gone}", file=sys.stderr)
+        done = {n: r for n, r in done.items() if n not in gone}
     for name in names:
         if name in done:
             continue
