@@ -42,7 +42,7 @@ def mark_thin(frame: pd.DataFrame, thin: Sequence[str] = THIN_CLASSES) -> pd.Dat
     return frame.rename(columns={c: f"*{c}*" for c in frame.columns if c in thin})
 
 
-def per_class_table(table: str, profile: str = "smoke", root: str | Path | None = None,
+def rows_per_class_table(table: str, profile: str = "smoke", root: str | Path | None = None,
                     write: bool = True) -> pd.DataFrame:
     """Final-stage IoU (%) per class of every ``profile`` result of ``table``: one line per row.
 

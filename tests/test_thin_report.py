@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pna.thin import walkthrough_query
-from pna.thin_report import per_class_table
+from pna.thin_report import rows_per_class_table
 
 
 def _record(row: str, final: str, ious: dict) -> dict:
@@ -13,19 +13,19 @@ def _record(row: str, final: str, ious: dict) -> dict:
     return {"config": {"row": row, "profile": "smoke"}, "metrics": {"final_stage": final, "stages": {final: stage}}}
 
 
-def test_per_class_table_reads_each_rows_final_stage_and_marks_thin_classes(tmp_path):
+def test_rows_per_class_table_reads_each_rows_final_stage_and_marks_thin_classes(tmp_path):
     (tmp_path / "table1").mkdir()
     records = {"fcn_r50_os32": _record("fcn_r50_os32", "P0", {"background": 0.9, "stripe": 0.1}),
                "fcn_r50_os32_pna": _record("fcn_r50_os32_pna", "P4", {"background": 0.95, "stripe": 0.7})}
     for row, record in records.items():
         (tmp_path / "table1" / f"{row}.smoke.json").write_text(json.dumps(record))
-    frame = per_class_table("table1", "smoke", tmp_path)
+    frame = rows_per_class_table("table1", "smoke", tmp_path)
     assert frame.loc["fcn_r50_os32_pna", "stripe"] == pytest.approx(70.0)
     assert frame.loc["fcn_r50_os32", "stage"] == "P0"
     text = (tmp_path / "tables" / "table1_per_class.smoke.md").read_text()
     assert "| *stripe* |" in text and "| fcn_r50_os32_pna | P4 | 82.5 | 95.0 | 70.0 |" in text
     with pytest.raises(FileNotFoundError, match="paper"):
-        per_class_table("table1", "paper", tmp_path)
+        rows_per_class_table("table1", "paper", tmp_path)
 
 
 class _Labels:
