@@ -285,6 +285,11 @@ def walkthrough_query(dataset, sample_index: int | None = None, pixel: tuple[int
     (:func:`find_thin_pixel`); on other datasets the centre of sample ``sample_index``.
     """
     index = 0 if sample_index is None else int(sample_index)
+    if isinstance(pixel, str):  # papermill's -p hands lists over as text: "40,40", "[40, 40]", "(40, 40)"
+        parts = pixel.strip("()[] ").replace(",", " ").split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"pixel must be (row, col), e.g. [40, 40] or '40,40'; got {pixel!r}")
+        pixel = (int(parts[0]), int(parts[1]))
     if pixel is not None:
         return index, (int(pixel[0]), int(pixel[1])), None
     if class_name in dataset.classes:

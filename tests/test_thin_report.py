@@ -49,5 +49,8 @@ def test_walkthrough_query_finds_a_stripe_pixel_from_the_label_or_keeps_the_user
     index, (row, col), cls = walkthrough_query(data)
     assert (index, cls, int(striped[row, col])) == (1, "stripe", 2)
     assert walkthrough_query(data, 0, (5, 6)) == (0, (5, 6), None)
+    assert walkthrough_query(data, 0, "[5, 6]") == walkthrough_query(data, 0, "5,6") == (0, (5, 6), None)
+    with pytest.raises(ValueError, match="pixel must be"):
+        walkthrough_query(data, 0, "middle")
     data.classes = ["background", "road"]  # no stripe class: the image centre
     assert walkthrough_query(data, 1) == (1, (32, 32), None)
