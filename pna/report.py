@@ -143,14 +143,11 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
     """Image, label and P0..P4 of the trained ``row`` on a few validation images."""
     from pna.configs import config_from_dict
     from pna.experiments import load_run
-    from pna.results import result_path
+    from pna.results import read_result
     from pna.viz import plot_refinement, predict_stages
 
     root = Path(root or results_dir())
-    path = result_path(table, row, profile, root)
-    if not path.is_file():
-        raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
-    record = json.loads(path.read_text())
+    record = read_result(table, row, profile, root)
     model, dataset = load_run(record["run_dir"], config_from_dict(record["config"]), device)
     panels = []
     for index in samples:

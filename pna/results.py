@@ -76,6 +76,14 @@ def result_path(table: str, row: str, profile: str, root: Path | None = None) ->
     return Path(root or results_dir()) / table / f"{row}.{profile}.json"
 
 
+def read_result(table: str, row: str, profile: str, root: Path | None = None) -> dict:
+    """The record of one trained row; FileNotFoundError naming the file and the run to make it."""
+    path = result_path(table, row, profile, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
+    return json.loads(path.read_text())
+
+
 def write_result(record: dict, root: Path | None = None, overwrite: bool = False) -> Path:
     """Write a run's record atomically to ``<root>/<table>/<row>.<profile>.json``.
 

@@ -26,15 +26,8 @@ from typing import Sequence
 import pandas as pd
 
 from pna.paths import results_dir
-from pna.results import result_path
+from pna.results import read_result, result_path
 from pna.thin import THIN_CLASSES, dataset_labels, oracle_table, plot_thin_classes
-
-
-def _record(table: str, row: str, profile: str, root: Path) -> dict:
-    path = result_path(table, row, profile, root)
-    if not path.is_file():
-        raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
-    return json.loads(path.read_text())
 
 
 def mark_thin(frame: pd.DataFrame, thin: Sequence[str] = THIN_CLASSES) -> pd.DataFrame:
@@ -82,13 +75,13 @@ def thin_classes_figure(row: str = "fcn_r50_os32_pna", profile: str = "smoke", r
     from pna.report import _save
 
     root = Path(root or results_dir())
-    record = _record(table, row, profile, root)
+    record = read_result(table, row, profile, root)
     dataset = build_eval_set(config_from_dict(record["config"]))
     missing = [c for c in thin if c not in dataset.classes]
     if missing:
         raise ValueError(f"{dataset!r} has no class {missing}: the thin-class figure is for the synthetic set")
     oracle = oracle_table(dataset_labels(dataset), dataset.classes)
-    runs = {b: SimpleNamespace(metrics=_record(table, b, profile, root)["metrics"]) for b in baselines
+    runs = {b: SimpleNamespace(metrics=read_result(table, b, profile, root)["metrics"]) for b in baselines
             if result_path(table, b, profile, root).is_file()}
     fig = plot_thin_classes(SimpleNamespace(metrics=record["metrics"]), oracle, runs, thin,
                             title=f"{row} ({profile}): thin-class IoU per stage (stage / output stride)")
