@@ -206,6 +206,8 @@ def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:
         line = {"row": row, **{s: 100 * m["mIoU"] for s, m in stages.items()}}
         line["final"] = 100 * run.miou()
         lines.append(line)
+    if not lines:  # no row trained (e.g. window_rows=[]): an empty table, not a KeyError
+        return pd.DataFrame(index=pd.Index([], name="row"))
     return pd.DataFrame(lines).set_index("row")
 
 

@@ -47,6 +47,17 @@ def test_rehearsal_of_one_row_per_dataset_passes(tmp_path):
     assert all(x["resumed_at"] == "1" and float(x["eval_s"]) > 0 and float(x["amp_step_s"]) > 0 for x in lines)
 
 
+@pytest.mark.slow
+def test_the_voc_notebook_runs_one_row_of_the_paper_profile_through_papermill():
+    # As a GPU user launches it (`-p profile paper`), at the real crop and test size: the notebook
+    # with the most cells after training (per-class table, costs, and the window ablation given no
+    # rows, which once ended the run with a KeyError after the row had trained).
+    from pna.rehearse import papermill_row
+
+    line = papermill_row("voc", "cpu", timeout=1500)
+    assert line["status"] == "ok", line["error"]
+
+
 def test_an_update_keeps_the_rows_of_an_earlier_partial_run_in_config_order(tmp_path):
     from pna.rehearse import write_table
 
