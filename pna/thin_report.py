@@ -36,7 +36,7 @@ def mark_thin(frame: pd.DataFrame, thin: Sequence[str] = THIN_CLASSES) -> pd.Dat
 
 
 def rows_per_class_table(table: str, profile: str = "smoke", root: str | Path | None = None,
-                    write: bool = True) -> pd.DataFrame:
+                         write: bool = True) -> pd.DataFrame:
     """Final-stage IoU (%) per class of every ``profile`` result of ``table``: one line per row.
 
     With ``write``, also ``tables/<table>_per_class.<profile>.md`` (thin classes marked).
