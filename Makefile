@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 # Every notebook in the smoke profile (synthetic data, CPU), then the tables notebook.
 reproduce: $(STAMP)
-	$(BIN)/python -m pna.reproduce
+	$(BIN)/pna reproduce
 
 # Unit tests and the notebooks (nbval, smoke defaults).
 # The notebooks write into a scratch results/runs folder, so the committed results stay untouched.
@@ -38,7 +38,7 @@ test: $(STAMP)
 # resume, paper-mode evaluation, a bf16 step), one row per dataset through its notebook; writes
 # results/rehearsal/cpu.csv.
 rehearse: $(STAMP)
-	$(BIN)/python -m pna.rehearse --device cpu --papermill
+	$(BIN)/pna rehearse --device cpu --papermill
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests pna --doctest-modules -p no:cacheprovider

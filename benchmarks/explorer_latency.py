@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pna.configs import load_config  # noqa: E402
-from pna.explorer import NAMExplorer  # noqa: E402
+from pna.analysis.explorer import NAMExplorer  # noqa: E402
 from pna.models import create_model  # noqa: E402
 from pna.paths import results_dir  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Stage table (default): the four PNA stage shapes of a 512 x 512 input (B = 2, head dim 32) for
 L in {5, 7, 9, 11}, per implementation: ``naive_unfold`` (``F.unfold`` of every L x L window,
-``L * L`` copies of K and V), ``reference`` (advanced-index gather), ``fast`` (slot loop),
+``L * L`` copies of K and V), ``reference`` (advanced-index gather), ``slots`` (slot loop),
 ``dense`` (one score matmul, where the dispatcher allows it) and ``tiled`` (halo tiles). Each
 (impl, stage, L) runs in a fresh subprocess; times are the best (and the median) of ``--repeats``
 calls after a warm-up (the CPU is shared: the best is the least disturbed); peak memory is the growth of its resident high-water
@@ -12,12 +12,12 @@ ratio divides the time by that of one square matmul of the same FLOPs timed in t
 The 1-minute load average is recorded beside every figure (the CPU is shared). Writes
 ``results/benchmarks/na_cpu.csv``.
 
-Dispatch table (``--dispatch``): dense vs tiled (and fast) on small square maps, best single-thread
+Dispatch table (``--dispatch``): dense vs tiled (and slots) on small square maps, best single-thread
 CPU time over interleaved rounds, the measurement behind ``pna.ops.na2d.DENSE_MAX_PIXELS``;
 writes ``results/benchmarks/na_dispatch_cpu.csv``.
 
     python benchmarks/na.py                                   # stage table, 3 timed repeats
-    python benchmarks/na.py --impls fast tiled --kernels 9 --update   # re-measure some rows
+    python benchmarks/na.py --impls slots tiled --kernels 9 --update   # re-measure some rows
     python benchmarks/na.py --dispatch --threads 1 --repeats 7
 """
 from __future__ import annotations
@@ -208,7 +208,7 @@ def stage_table(args) -> None:
 
 
 def dispatch_table(args) -> None:
-    """dense vs tiled (vs fast) on small maps: the crossover of the automatic dispatch.
+    """dense vs tiled (vs slots) on small maps: the crossover of the automatic dispatch.
 
     Rounds interleave the implementations and each keeps its best CPU time over the rounds: on a
     shared machine that is the least disturbed measure of the work (run with --threads 1)."""
@@ -258,11 +258,11 @@ def main() -> None:
         print(json.dumps(worker(impl, *map(int, shape), args.repeats)))
         return
     if args.dispatch:
-        args.impls = args.impls or ["dense", "tiled", "fast"]
+        args.impls = args.impls or ["dense", "tiled", "slots"]
         args.kernels = args.kernels or [3, 5, 7, 9, 11]
         dispatch_table(args)
     else:
-        args.impls = args.impls or ["naive_unfold", "reference", "fast", "dense", "tiled"]
+        args.impls = args.impls or ["naive_unfold", "reference", "slots", "dense", "tiled"]
         args.kernels = args.kernels or list(KERNELS)
         stage_table(args)
 

@@ -33,10 +33,10 @@ import torch  # noqa: E402
 
 import pna.models.nam as nam_module  # noqa: E402
 from pna.configs import load_config  # noqa: E402
-from pna.loader import train_batches  # noqa: E402
+from pna.engine.loader import train_batches  # noqa: E402
 from pna.paths import results_dir  # noqa: E402
-from pna.rundir import RunDir  # noqa: E402
-from pna.train import Trainer  # noqa: E402
+from pna.engine.rundir import RunDir  # noqa: E402
+from pna.engine.train import Trainer  # noqa: E402
 
 DEFAULT = ["voc/fcn_r50_os32", "voc/fcn_r50_os8", "voc/fcn_r50_os32_pna_nam", "voc/fcn_r50_os32_pna"]
 # The smoke recipe before issue 10 (96 px images, 64 px crops, batch 8, lr 1e-3, 160 iterations),

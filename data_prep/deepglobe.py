@@ -58,6 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from pna.cli import run
+    from pna.errors import run_main
 
-    raise SystemExit(run(main))  # errors as one line; --debug shows the traceback
+    raise SystemExit(run_main(main))  # errors as one line; --debug shows the traceback

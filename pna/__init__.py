@@ -6,9 +6,22 @@ The public API, loaded on first use so that ``import pna.paths`` stays light::
     >>> sorted(pna.__all__)
     ['build_dataset', 'create_model', 'evaluate_model', 'list_configs', 'load_config']
 
-Training is ``pna.train.train(config)`` (``pna.train`` is the module, also ``python -m pna.train``).
+The package is a house of rooms, each importing only from those below it::
 
-The map of the package is in README.md ("Where things are").
+    cli/        the command line, `pna <command>` (thin entry points over the rooms below)
+    tools/      rehearsal of the paper profile, reproduce (every notebook), the fidelity report
+    analysis/   what the notebooks call: running rows, claims, tables beside the paper, the
+                thin-part oracle, figures, the NAM explorer, cost (params / GFLOPs / FPS)
+    engine/     the training loop, evaluation, building from a config, optimiser, loader,
+                checkpoints, distributed, run folders, metrics, progress, result records
+    authors/    the authors' released checkpoints into our models
+    configs/    the row table, the authors' settings, the smoke and paper profiles
+    data/       datasets, transforms, the synthetic set
+    models/     backbones, heads, NAM / SAM refinement, segmentor, losses, the registry
+    ops/        neighbourhood attention
+    errors.py, paths.py: user-facing errors and where results/ and runs/ live (used by every room)
+
+Training is ``pna.engine.train.train(config)``; the map with more detail is in README.md.
 """
 from importlib import import_module
 
@@ -19,7 +32,7 @@ _EXPORTS = {
     "build_dataset": "pna.data",
     "load_config": "pna.configs",
     "list_configs": "pna.configs",
-    "evaluate_model": "pna.evaluate",
+    "evaluate_model": "pna.engine.evaluate",
 }
 __all__ = list(_EXPORTS)
 

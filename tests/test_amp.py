@@ -26,7 +26,7 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("impl", ["reference", "fast", "dense", "tiled", "flex"])
+@pytest.mark.parametrize("impl", ["reference", "slots", "dense", "tiled", "flex"])
 def test_every_na_path_runs_under_autocast(impl, dtype):
     nam = NeighbourhoodAggregation(dim=64, num_heads=2, window_size=5, impl=impl)
     x, v = torch.randn(2, 9, 11, 64), torch.randn(2, 9, 11, 64)

@@ -1,6 +1,6 @@
 """Inference at any input size for every backbone: VOC's test sizes (500x375, 512x683) come out at
 the input size; inputs a backbone cannot take as they are (Swin: sides not multiples of 32) are
-zero-padded at the bottom/right and the logits cropped back, in the eval forward and in predict_stages."""
+zero-padded at the bottom/right and the logits cropped back, in the eval forward and in predict_stage_logits."""
 import contextlib
 import math
 import warnings
@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pna.evaluate import predict_stages
-from pna.models import ProgressiveRefinement, Segmentor, build_backbone, upsample_to
+from pna.engine.evaluate import predict_stage_logits
+from pna.models import ProgressiveRefinement, Segmentor, build_backbone, resize_to
 from pna.models.heads import build_head
 from pna.models.segmentor import predict_at_input_size
 
@@ -61,17 +61,17 @@ def test_eval_forward_at_voc_test_sizes(models, name, size):
 def test_predict_stages_pads_swin_like_the_eval_forward(models):
     model = models("swin_t")
     with backbone_input_sizes(model) as seen:
-        stages = predict_stages(model, torch.randn(1, 3, 512, 683))
+        stages = predict_stage_logits(model, torch.randn(1, 3, 512, 683))
     assert list(stages) == ["P0"] and tuple(stages["P0"].shape) == (1, 21, 512, 683) and seen == [(512, 704)]
     small = torch.randn(1, 3, 100, 70)
-    assert torch.allclose(predict_stages(model, small)["P0"], model(small), atol=1e-6)
+    assert torch.allclose(predict_stage_logits(model, small)["P0"], model(small), atol=1e-6)
 
 
 @torch.no_grad()
 def test_padding_is_zeros_at_bottom_right_and_cropped_at_input_resolution(models):
     """mmseg's way: zero-pad the normalised image, upsample the logits to the padded size, crop."""
     model, image = models("swin_t"), torch.randn(1, 3, 100, 70)
-    by_hand = upsample_to(model(F.pad(image, (0, 26, 0, 28)), return_all=True)["P0"], (128, 96))[..., :100, :70]
+    by_hand = resize_to(model(F.pad(image, (0, 26, 0, 28)), return_all=True)["P0"], (128, 96))[..., :100, :70]
     assert torch.allclose(model(image), by_hand, atol=1e-6)
     with pytest.raises(ValueError, match="multiples of 32"):  # the raw forward takes the input as it is
         model(image, return_all=True)
@@ -81,7 +81,7 @@ def test_padding_is_zeros_at_bottom_right_and_cropped_at_input_resolution(models
 def test_resnet_logits_unchanged_when_no_padding_is_needed(models):
     model = models("resnet50c")
     image = torch.randn(1, 3, 500, 375)
-    plain = upsample_to(model.predict_all(image)["P0"], (500, 375))
+    plain = resize_to(model.predict_all(image)["P0"], (500, 375))
     assert torch.equal(model(image), plain)  # size_divisor 1: never padded
     image = image[..., :480, :352]  # multiples of 32: a divisor of 32 pads nothing either
     before = model(image)
@@ -100,7 +100,7 @@ def test_every_refinement_stage_is_cropped_back():
     model.backbone.size_divisor = 32  # make the small ResNet need padding, to run every stage through it
     image = torch.randn(1, 3, 100, 70)
     with backbone_input_sizes(model) as seen:
-        stages = predict_stages(model, image)
+        stages = predict_stage_logits(model, image)
     assert list(stages) == ["P0", "P1", "P2", "P3", "P4"] and seen == [(128, 96)]
     assert all(tuple(v.shape) == (1, 21, 100, 70) for v in stages.values())
     assert torch.allclose(stages["P4"], model(image), atol=1e-6)

@@ -257,11 +257,12 @@ def test_unfold_reorder_is_a_permutation():
 # ---- evaluation: the CLI and the notebook function ----------------------------------------------
 @pytest.mark.slow
 def test_cli_and_function_evaluate_an_authors_file(samples_dir, tmp_path):
-    """``python -m pna.evaluate --authors-checkpoint FILE --config NAME --root ...`` on a real VOC image."""
+    """``pna evaluate --authors-checkpoint FILE --config NAME --root ...`` on a real VOC image."""
     import json
 
-    from pna.authors import evaluate_authors_checkpoint
-    from pna.evaluate import main
+    from pna.cli import dispatch
+    from pna.configs import load_config
+    from pna.engine.evaluate import evaluate_authors_checkpoint
 
     src = samples_dir / "voc2012" / "VOCdevkit" / "VOC2012"
     root = tmp_path / "VOC2012"
@@ -273,15 +274,15 @@ def test_cli_and_function_evaluate_an_authors_file(samples_dir, tmp_path):
     path, out = tmp_path / "fcn_r50_pna_voc.pth", tmp_path / "metrics.json"
     torch.save({"meta": {}, "state_dict": fx.fill(fx.mmseg_fcn_pna_r50_voc())}, path)
     small = "data.eval_short_side=128"  # keeps the CPU run short; the paper's is 512
-    assert main(["--authors-checkpoint", str(path), "--config", MM_CONFIG, "--root", str(root), "--device", "cpu",
+    assert dispatch(["evaluate", "--authors-checkpoint", str(path), "--config", MM_CONFIG, "--root", str(root), "--device", "cpu",
                  "--set", small, "--output", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["checkpoint"] == str(path) and written["num_images"] == 1
     assert list(written["stages"]) == ["P0", "P1", "P2", "P3", "P4"] and 0 <= written["mIoU"] <= 1
-    metrics = evaluate_authors_checkpoint(MM_CONFIG, path, root, overrides=[small])
+    metrics = evaluate_authors_checkpoint(load_config(MM_CONFIG, "paper", [small, f"data.root={str(root)!r}"]), path)
     assert metrics["mIoU"] == pytest.approx(written["mIoU"]) and metrics["authors_checkpoint"]["branch"] == "mm"
-    with pytest.raises(SystemExit):
-        main(["--authors-checkpoint", str(path), "--root", str(root)])  # no --config
+    with pytest.raises(ValueError, match="--config"):
+        dispatch(["evaluate", "--authors-checkpoint", str(path), "--root", str(root)])  # no --config
 
 
 @pytest.mark.slow
@@ -290,7 +291,7 @@ def test_a_notebook_row_can_be_evaluated_from_the_authors_file(tmp_path):
     import json
 
     from pna.data.fixtures import write_fixture
-    from pna.experiments import run_rows, stage_table
+    from pna.analysis.experiments import run_rows, stage_table
 
     root = write_fixture("voc", tmp_path / "data", num_train=1, num_eval=1, size=(48, 64))
     path = tmp_path / "fcn_r50_pna_voc.pth"

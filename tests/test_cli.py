@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pna.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from pna.cli import run, unknown_name_error
+from pna.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from pna.errors import run_main, unknown_name_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +21,14 @@ def _fails(error: BaseException):
 
 
 def test_run_prints_one_line_and_returns_1(capsys):
-    assert run(_fails(FileNotFoundError("data folder /x/VOC2012 not found")), [], prog="pna.t") == 1
+    assert run_main(_fails(FileNotFoundError("data folder /x/VOC2012 not found")), [], prog="pna.t") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("pna.t: error: data folder /x/VOC2012 not found") and "--debug" in err
 
 
 def test_run_names_the_type_of_unexpected_errors_and_keeps_the_first_line(capsys):
-    assert run(_fails(RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")), [], prog="p") == 1
+    assert run_main(_fails(RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")), [], prog="p") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: RuntimeError: CUDA out of memory. ..." in err
 
@@ -41,16 +41,16 @@ def test_debug_flag_or_environment_lets_the_traceback_through(monkeypatch):
         raise ValueError("bad")
 
     with pytest.raises(ValueError, match="bad"):
-        run(main, ["--x", "--debug"])
+        run_main(main, ["--x", "--debug"])
     assert seen == [["--x"]]  # main never sees --debug
     monkeypatch.setenv("PNA_DEBUG", "1")
     with pytest.raises(ValueError):
-        run(_fails(ValueError("bad")), [])
+        run_main(_fails(ValueError("bad")), [])
 
 
 def test_run_passes_the_exit_status_and_interrupts(capsys):
-    assert run(lambda argv: 3, []) == 3 and run(lambda argv: {"a": 1}, []) == 0
-    assert run(_fails(KeyboardInterrupt()), [], prog="p") == 130
+    assert run_main(lambda argv: 3, []) == 3 and run_main(lambda argv: {"a": 1}, []) == 0
+    assert run_main(_fails(KeyboardInterrupt()), [], prog="p") == 130
     assert capsys.readouterr().err == "p: interrupted\n"
 
 
@@ -128,13 +128,14 @@ def test_the_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     env.pop("PNA_DEBUG", None)
     bad = _truncated_copy(checkpoint, tmp_path / "final.pt")
-    commands = [["pna.train", "--config", "voc/nonexistent"], ["pna.evaluate", "--checkpoint", str(bad)]]
+    commands = [["train", "--config", "voc/nonexistent"], ["evaluate", "--checkpoint", str(bad)]]
     for command in commands:
-        done = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, text=True, cwd=tmp_path)
+        done = subprocess.run([sys.executable, "-m", "pna", *command], env=env, capture_output=True, text=True,
+                              cwd=tmp_path)
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         line = [text for text in done.stderr.splitlines() if "error:" in text]
-        assert len(line) == 1 and line[0].startswith(f"python -m {command[0]}: error: "), done.stderr
-    debug = subprocess.run([sys.executable, "-m", "pna.train", "--config", "voc/nonexistent", "--debug"],
+        assert len(line) == 1 and line[0].startswith(f"pna {command[0]}: error: "), done.stderr
+    debug = subprocess.run([sys.executable, "-m", "pna", "train", "--config", "voc/nonexistent", "--debug"],
                            env=env, capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "unknown config 'voc/nonexistent'" in debug.stderr
 
@@ -159,5 +160,5 @@ def test_help_of_run_mentions_debug(capsys):
         argparse.ArgumentParser(prog="demo").parse_args(argv)
 
     with pytest.raises(SystemExit):
-        run(main, ["--help"])
+        run_main(main, ["--help"])
     assert "--debug" in capsys.readouterr().out

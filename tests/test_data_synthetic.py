@@ -9,10 +9,10 @@ from PIL import Image
 from scipy import ndimage
 
 from pna.data import build_dataset, info
-from pna.configs import SMOKE_SYNTHETIC
+from pna.configs.smoke import SMOKE_SYNTHETIC
 from pna.data.catalog import SYNTHETIC_CLASSES, voc_palette
 from pna.data.synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
-from pna.thin import THIN_CLASSES, oracle_miou, thin_pixel
+from pna.analysis.thin import THIN_CLASSES, oracle_miou, thin_pixel
 
 SMALL = SyntheticConfig(num_train=12, num_val=4, size=64, seed=3)
 

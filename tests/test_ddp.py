@@ -1,7 +1,7 @@
 """DDP: 2 CPU processes (gloo) with batch 2 each train like 1 process with batch 4.
 
 Why they can be compared at all: the loader gives rank r every 2nd sample of the single-process
-batch (pna.loader), SyncBatchNorm normalises over both ranks' samples like BatchNorm over the
+batch (pna.engine.loader), SyncBatchNorm normalises over both ranks' samples like BatchNorm over the
 whole batch, and DDP averages the two ranks' gradients, which equals the single-process gradient
 when every rank's loss averages the same number of pixels (here: no ignored pixels, scale 1, no
 padding). Dropout is switched off in both runs: its masks are drawn per process, so 1 and 2
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from pna.checkpoint import load_checkpoint
+from pna.engine.checkpoint import load_checkpoint
 from pna.configs import load_config
-from pna.train import train
+from pna.engine.train import train
 
 ITERS, LR = 3, 1e-3
 

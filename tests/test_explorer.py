@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pna.explorer import NAMExplorer
+from pna.analysis.explorer import NAMExplorer
 from pna.ops import na2d_attn
 from pna.ops.window import window_starts
 

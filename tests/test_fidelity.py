@@ -7,7 +7,7 @@ builds) must equal the authors' except for the documented deviations.
 import pytest
 
 from pna.configs import ROWS, load_config
-from pna.configs.authors import AUTHORS, ROW_SETTINGS
+from pna.configs.authors import AUTHORS
 
 # setting: (output stride, window, lr, weight decay, poly power, warmup, clip, iters, crop, hard mining, aux)
 SPEC_TABLE = {
@@ -40,12 +40,12 @@ def test_the_authors_table_matches_an_independent_transcription_of_spec():
 
 
 def test_every_row_follows_a_setting_and_every_setting_has_a_shipped_row():
-    assert set(ROW_SETTINGS) == set(ROWS)
-    shipped = {r.setting for r in ROW_SETTINGS.values() if r.shipped}
-    assert shipped == set(AUTHORS)
+    assert {r.setting for r in ROWS.values()} == set(AUTHORS)
+    assert {r.setting for r in ROWS.values() if r.basis == "code"} == set(AUTHORS)
     no_config = {"voc/fcn_swin_t_pna", "voc/fcn_swin_b_pna"}  # FCN + PNA on Swin: no shipped config
-    for name, row in ROW_SETTINGS.items():
-        assert row.shipped == (ROWS[name].model.endswith(("_pna", "_pna_nam")) and name not in no_config), name
+    for name, row in ROWS.items():
+        assert (row.basis == "code") == (row.model.endswith("_pna") and name not in no_config), name
+        assert (row.basis == "paper") == row.model.endswith("_pna_nam"), name
 
 
 def test_paper_configs_carry_the_authors_training_settings():
@@ -67,7 +67,7 @@ def test_paper_configs_carry_the_authors_training_settings():
 
 @pytest.mark.slow
 def test_every_paper_row_resolves_to_the_authors_settings_or_a_documented_deviation():
-    from pna.fidelity import differences
+    from pna.tools.fidelity import differences
 
     unexplained = {n: [(d.field, d.ours, d.authors) for d in differences(n) if not d.explained] for n in ROWS}
     assert {n: d for n, d in unexplained.items() if d} == {}

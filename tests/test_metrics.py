@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from pna.metrics import ConfusionMatrix
-from pna.optim import build_optimizer, build_scheduler, no_decay_names, poly_factor
+from pna.engine.metrics import ConfusionMatrix
+from pna.engine.optim import build_optimizer, build_scheduler, no_decay_names, poly_factor
 
 
 def test_confusion_matrix_matches_hand_computation():

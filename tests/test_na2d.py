@@ -1,4 +1,4 @@
-"""Neighbourhood attention: reference, fast, dense and tiled paths against a per-pixel brute force."""
+"""Neighbourhood attention: reference, slots, dense and tiled paths against a per-pixel brute force."""
 import warnings
 
 import pytest
@@ -72,7 +72,7 @@ def test_reference_and_fast_match_brute_force_forward_and_grads(kernel_size, hei
     out_seed, attn_seed = torch.randn_like(expected_out), torch.randn_like(expected_attn)
     expected_grads = torch.autograd.grad(expected_out, inputs, out_seed, retain_graph=True)
     expected_attn_grads = torch.autograd.grad(expected_attn, attn_inputs, attn_seed)
-    for impl in ("reference", "fast", "dense", "tiled"):
+    for impl in ("reference", "slots", "dense", "tiled"):
         out = na2d(*inputs, kernel_size, impl=impl)
         torch.testing.assert_close(out, expected_out, msg=lambda m: f"{impl} out: {m}")
         grads = torch.autograd.grad(out, inputs, out_seed)
@@ -91,9 +91,9 @@ def test_reference_and_fast_match_brute_force_forward_and_grads(kernel_size, hei
 def test_fast_and_tiled_gradcheck(kernel_size, height, width):
     # fast_mode checks random projections of the Jacobian: few evaluations, same guarantee in practice
     inputs = make_inputs(kernel_size, height, width, batch=1, heads=2, dim=2, dim_v=2)
-    assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="fast"), inputs, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="slots"), inputs, fast_mode=True)
     attn_inputs = [inputs[0], inputs[1], inputs[3]]
-    attn_fn = lambda q, k, b: na2d_attn(q, k, b, kernel_size, impl="fast")  # noqa: E731
+    attn_fn = lambda q, k, b: na2d_attn(q, k, b, kernel_size, impl="slots")  # noqa: E731
     assert torch.autograd.gradcheck(attn_fn, attn_inputs, fast_mode=True)
     assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="tiled"), inputs, fast_mode=True)
 
@@ -104,14 +104,14 @@ def test_flex_matches_fast_on_cuda_realistic_shape():
     with torch.no_grad():
         inputs[0].mul_(32**-0.5)
     out = na2d(*inputs, 9, impl="auto")  # auto = flex on CUDA
-    expected = na2d(*inputs, 9, impl="fast")
+    expected = na2d(*inputs, 9, impl="slots")
     torch.testing.assert_close(out, expected, atol=2e-4, rtol=1e-3)
     seed = torch.randn_like(out)
     for got, want in zip(torch.autograd.grad(out, inputs, seed), torch.autograd.grad(expected, inputs, seed)):
         torch.testing.assert_close(got, want, atol=2e-3, rtol=2e-3)
 
 
-@pytest.mark.parametrize("impl", ["reference", "fast", "dense", "tiled", "flex"])
+@pytest.mark.parametrize("impl", ["reference", "slots", "dense", "tiled", "flex"])
 def test_corner_and_border_queries_attend_the_clamped_window(impl):
     height, width, kernel_size = 8, 7, 5
     q = k = torch.zeros(1, 1, height, width, 2, dtype=torch.float64)  # uniform weights over the window
@@ -125,7 +125,7 @@ def test_corner_and_border_queries_attend_the_clamped_window(impl):
         torch.testing.assert_close(out[0, 0, i, j].view(height, width), expected)
 
 
-@pytest.mark.parametrize("impl", ["reference", "fast", "dense"])
+@pytest.mark.parametrize("impl", ["reference", "slots", "dense"])
 def test_bias_offset_direction_and_small_map_slots(impl):
     kernel_size, height, width = 7, 3, 10  # 3 rows < L: the window covers all rows, Lh * Lw = 21 slots
     q = k = torch.zeros(1, 1, height, width, 2)
@@ -139,7 +139,7 @@ def test_bias_offset_direction_and_small_map_slots(impl):
     assert attn[0, 0, 1, 2].max().item() > 0.99
 
 
-@pytest.mark.parametrize("impl", ["fast", "tiled"])
+@pytest.mark.parametrize("impl", ["slots", "tiled"])
 @pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
 def test_fast_and_tiled_low_precision(impl, dtype, atol):
     inputs64 = make_inputs(5, 9, 7, dim=8, dim_v=8, grad=False)
@@ -196,11 +196,11 @@ class _TinyNA(torch.nn.Module):
         self.rpb = torch.nn.Parameter(torch.zeros(heads, 2 * kernel_size - 1, 2 * kernel_size - 1))
 
     def forward(self, q, v):
-        # The fast and tiled paths are autograd Functions: opaque to the tracer, counted by the handles.
+        # The slots and tiled paths are autograd Functions: opaque to the tracer, counted by the handles.
         return na2d(q, q, v, self.rpb, self.kernel_size, impl=self.impl)
 
 
-@pytest.mark.parametrize("impl", ["fast", "tiled"])
+@pytest.mark.parametrize("impl", ["slots", "tiled"])
 def test_fvcore_counts_neighbourhood_products(impl):
     from fvcore.nn import FlopCountAnalysis
 
@@ -221,12 +221,12 @@ def test_auto_dispatch_follows_the_measured_table():
     from pna.ops.na2d import _resolve
 
     def auto(batch, heads, size, kernel_size):
-        return _resolve("auto", torch.zeros(batch, heads, size, size, 1), ("auto", "dense", "tiled", "fast"), kernel_size)
+        return _resolve("auto", torch.zeros(batch, heads, size, size, 1), ("auto", "dense", "tiled", "slots"), kernel_size)
 
     assert auto(8, 1, 16, 9) == "dense"    # a smoke-run stride-4 map
     assert auto(2, 24, 16, 9) == "dense"   # the paper's stride-32 map of a 512 crop
     assert auto(2, 3, 128, 9) == "tiled"   # the paper's stride-4 map
-    assert auto(2, 3, 128, 3) == "fast"    # L = 3: the slot loop has only 9 slots, the halo 100 keys
+    assert auto(2, 3, 128, 3) == "slots"    # L = 3: the slot loop has only 9 slots, the halo 100 keys
     assert auto(2, 3, 128, 13) == "tiled"  # beyond the table: the nearest measured L
     assert auto(64, 24, 24, 9) == "tiled"  # small map, but the dense score matrix would not fit
-    assert _resolve("auto", torch.zeros(2, 3, 128, 128, 1), ("auto", "reference", "fast", "dense"), 9) == "fast"
+    assert _resolve("auto", torch.zeros(2, 3, 128, 128, 1), ("auto", "reference", "slots", "dense"), 9) == "slots"

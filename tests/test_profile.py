@@ -1,11 +1,12 @@
-"""pna.profile: params, fvcore GFLOPs with the neighbourhood-attention handles, FPS, the CLI."""
+"""pna.analysis.cost: params, fvcore GFLOPs with the neighbourhood-attention handles, FPS, `pna cost`."""
 import json
 import warnings
 
 import pytest
 
 from pna.models import create_model
-from pna.profile import main, profile_model
+from pna.analysis.cost import profile_model
+from pna.cli import dispatch
 
 SMALL = dict(backbone="resnet18c", embed_dims=(64, 32, 32, 32), head_channels=16, aux_channels=8, window_size=3)
 
@@ -33,9 +34,10 @@ def test_profile_counts_params_flops_fps_and_the_na_products():
 
 
 def test_profile_cli_json(capsys):
-    row = main(["fcn_r50_os32", "--size", "64", "64", "--num-classes", "3", "--fps-iters", "0", "--json",
-                "--set", "backbone=resnet18c", "--set", "head_channels=16"])
+    assert dispatch(["cost", "fcn_r50_os32", "--size", "64", "64", "--num-classes", "3", "--fps-iters", "0", "--json",
+                     "--set", "backbone=resnet18c", "--set", "head_channels=16"]) == 0
     printed = json.loads(capsys.readouterr().out)
+    row = profile_model("fcn_r50_os32", (64, 64), 3, fps_iters=0, backbone="resnet18c", head_channels=16)
     assert printed["params"] == row["params"] and printed["fps"] is None and printed["gflops"] > 0
     with pytest.raises(ValueError, match="backbone"):
         profile_model("fcn_r50_os32", (64, 64), 3, fps_iters=0, backbne="resnet18c")

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pna import progress
-from pna.progress import Progress, progress_mode, track
+from pna.engine import progress
+from pna.engine.progress import Progress, progress_mode, track
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_a_widget_bar_without_ipywidgets_falls_back_to_a_line(monkeypatch, capsy
 
 def test_the_executor_is_found_among_the_kernels_parents(tmp_path):
     """A process started by a program called ...papermill... sees it; two levels further up, not."""
-    probe = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from pna.progress import _headless_runner; print(_headless_runner())"
+    probe = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from pna.engine.progress import _headless_runner; print(_headless_runner())"
     launcher = "import subprocess, sys; sys.exit(subprocess.run([sys.executable, *sys.argv[1:]]).returncode)"
     (tmp_path / "papermill_like.py").write_text(launcher)
     (tmp_path / "lab_server.py").write_text(launcher)
@@ -97,7 +97,7 @@ def test_an_executed_notebook_holds_one_line_per_loop(tmp_path):
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [nbformat.v4.new_code_cell(textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(ROOT)!r})
-        from pna.progress import Progress, progress_mode
+        from pna.engine.progress import Progress, progress_mode
         print("mode", progress_mode())
         with Progress(total=300, desc="demo") as bar:
             for _ in range(300):
@@ -120,7 +120,7 @@ def test_an_executed_notebook_holds_one_line_per_loop(tmp_path):
 def test_training_reports_one_line_per_run_and_run_rows_a_summary(tmp_path, monkeypatch, capsys):
     import warnings
 
-    from pna.experiments import run_rows
+    from pna.analysis.experiments import run_rows
     monkeypatch.setenv("PNA_PROGRESS", "lines")
     monkeypatch.setenv("PNA_RUNS_DIR", str(tmp_path / "runs"))
     overrides = [f"data.root={tmp_path / 'synthetic'}", "data.options={'num_train': 8, 'num_val': 2, 'size': 32, 'seed': 0}",

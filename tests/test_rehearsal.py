@@ -10,7 +10,7 @@ import torch
 from pna.configs import ROWS, apply_overrides, load_config
 from pna.data import build_dataset, info
 from pna.data.fixtures import OFFICIAL_SIZES, write_fixture
-from pna.rehearse import CI_ROWS, COLUMNS
+from pna.tools.rehearse import CI_ROWS, COLUMNS
 from pna.paths import REPO_ROOT
 
 
@@ -37,7 +37,7 @@ def test_every_ci_row_is_a_paper_config_and_covers_every_dataset():
 def test_rehearsal_of_one_row_per_dataset_passes(tmp_path):
     # Real models at the paper's crops and test sizes, 2 iterations with a resume, a bf16 step each.
     out = tmp_path / "cpu.csv"
-    done = subprocess.run([sys.executable, "-m", "pna.rehearse", "--rows", "ci", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "pna", "rehearse", "--rows", "ci", "--out", str(out)],
                           capture_output=True, text=True, timeout=2400, cwd=REPO_ROOT)
     lines = list(csv.DictReader(out.open()))
     assert list(lines[0]) == COLUMNS
@@ -52,14 +52,14 @@ def test_the_voc_notebook_runs_one_row_of_the_paper_profile_through_papermill():
     # As a GPU user launches it (`-p profile paper`), at the real crop and test size: the notebook
     # with the most cells after training (per-class table, costs, and the window ablation given no
     # rows, which once ended the run with a KeyError after the row had trained).
-    from pna.rehearse import papermill_row
+    from pna.tools.rehearse import papermill_row
 
     line = papermill_row("voc", "cpu", timeout=1500)
     assert line["status"] == "ok", line["error"]
 
 
 def test_an_update_keeps_the_rows_of_an_earlier_partial_run_in_config_order(tmp_path):
-    from pna.rehearse import write_table
+    from pna.tools.rehearse import write_table
 
     path = tmp_path / "cpu.csv"
     write_table([{"config": "voc/psp_r101_os16", "status": "ok", "error": ""},

@@ -1,7 +1,7 @@
-"""``python -m pna.reproduce``: the timing table is written for a whole run, never by a subset."""
+"""``pna reproduce``: the timing table is written for a whole run, never by a subset."""
 import csv
 
-import pna.reproduce as reproduce
+import pna.tools.reproduce as reproduce
 
 
 def _fake_run(notebook, out_dir, parameters):
@@ -13,11 +13,11 @@ def _fake_run(notebook, out_dir, parameters):
 def test_a_subset_leaves_the_whole_runs_timings_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("PNA_RESULTS_DIR", str(tmp_path))
     monkeypatch.setattr(reproduce, "run_notebook", _fake_run)
-    assert reproduce.main([]) == 0
+    reproduce.reproduce()
     table = tmp_path / "benchmarks" / "reproduce_smoke.csv"
     lines = list(csv.reader(table.open()))
     assert lines[0] == ["notebook", "seconds", "executed_kB"] and lines[-1][0] == "total"
     assert len(lines) == len(reproduce.find_notebooks()) + 2
     before = table.read_text()
-    assert reproduce.main(["--only", "00"]) == 0
+    reproduce.reproduce(only=["00"])
     assert table.read_text() == before

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from pna.configs import apply_overrides, config_hash, load_config
-from pna.results import (load_paper_numbers, load_results, ours_beside_paper, provenance, result_path,
-                         write_result)
+from pna.analysis.paper_numbers import load_paper_numbers, load_results, ours_beside_paper
+from pna.engine.records import provenance, result_path, write_result
 
 PROVENANCE = {"config", "config_hash", "config_name", "profile", "seed", "git_commit", "git_dirty", "torch",
               "device", "device_name", "world_size", "effective_batch", "dataset_sizes", "iterations",
@@ -94,7 +94,7 @@ def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
 def test_a_single_p0_value_pairs_with_our_final_stage():
     import pandas as pd
 
-    from pna.results import ours_beside_paper
+    from pna.analysis.paper_numbers import ours_beside_paper
 
     paper = pd.DataFrame([
         # PointRend: one number, printed in the P0 column; PNA: every stage.

@@ -1,11 +1,11 @@
-"""pna.thin: the per-stride oracle, the per-class tables and the thin-pixel picker."""
+"""pna.analysis.thin: the per-stride oracle, the per-class tables and the thin-pixel picker."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from pna.thin import (
+from pna.analysis.thin import (
     find_thin_pixel, oracle_miou, oracle_prediction, oracle_table, per_class_table, plot_thin_classes,
     thin_class_table, thin_pixel, window_share, window_share_table,
 )

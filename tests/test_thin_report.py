@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from pna.thin import walkthrough_query
-from pna.thin_report import rows_per_class_table
+from pna.analysis.thin import walkthrough_query
+from pna.analysis.thin_report import rows_per_class_table
 
 
 def _record(row: str, final: str, ious: dict) -> dict:

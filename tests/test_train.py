@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pna.checkpoint import load_checkpoint
+from pna.engine.checkpoint import load_checkpoint
 from pna.configs import config_hash, load_config
-from pna.evaluate import main as evaluate_main
-from pna.evaluate import predict_stages
-from pna.train import train
+from pna.cli import dispatch
+from pna.engine.evaluate import predict_stage_logits
+from pna.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def isolated(tmp_path, monkeypatch) -> Path:
 def _cli(args: list[str], tmp: Path) -> subprocess.Popen:
     env = {**os.environ, "PNA_RUNS_DIR": str(tmp / "runs"), "PNA_RESULTS_DIR": str(tmp / "results"),
            "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "pna.train", *args, "--no-progress"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "pna", "train", *args, "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -86,13 +86,13 @@ def test_evaluate_cli_rebuilds_the_model_from_the_checkpoint(cache, isolated, ca
     cfg = load_config("voc/fcn_r50_os32", "smoke", tiny_overrides(cache, iters=2))
     result = train(cfg, progress=False)
     out = isolated / "eval.json"
-    evaluate_main(["--checkpoint", str(result.checkpoint), "--mode", "slide", "--set", "eval.crop=(24, 24)",
+    dispatch(["evaluate", "--checkpoint", str(result.checkpoint), "--mode", "slide", "--set", "eval.crop=(24, 24)",
                    "eval.stride=(16, 16)", "--output", str(out)])
     data = json.loads(out.read_text())
     assert data["mode"] == "slide" and data["num_images"] == 4 and set(data["stages"]) == {"P0"}
     assert "P0: mIoU" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError):
-        evaluate_main(["--checkpoint", str(isolated / "missing.pt")])
+        dispatch(["evaluate", "--checkpoint", str(isolated / "missing.pt")])
 
 
 def test_slide_inference_equals_whole_when_one_window_covers_the_image():
@@ -109,8 +109,8 @@ def test_slide_inference_equals_whole_when_one_window_covers_the_image():
             return {"P0": self.b(x), "P1": self.a(x)}
 
     model, images = Conv(), torch.randn(2, 3, 20, 28)
-    whole = predict_stages(model, images, "whole")
-    padded = predict_stages(model, images, "slide", crop=(32, 32), stride=(16, 16))  # image padded to 32x32
+    whole = predict_stage_logits(model, images, "whole")
+    padded = predict_stage_logits(model, images, "slide", crop=(32, 32), stride=(16, 16))  # image padded to 32x32
     # the padding changes what the border pixels' convolutions see, so compare the interior
     assert torch.allclose(whole["P1"][..., 1:-1, 1:-1], padded["P1"][..., 1:-1, 1:-1], atol=1e-6)
     # overlapping windows of a pointwise model average to the whole-image result exactly
@@ -118,10 +118,10 @@ def test_slide_inference_equals_whole_when_one_window_covers_the_image():
     pointwise.stage_names = ["P0"]
     pointwise_all = lambda x, return_all=False: {"P0": pointwise(x)}  # noqa: E731
     pointwise_all.stage_names = ["P0"]
-    slid = predict_stages(pointwise_all, images, "slide", crop=(12, 12), stride=(5, 7), stages=["P0"])
+    slid = predict_stage_logits(pointwise_all, images, "slide", crop=(12, 12), stride=(5, 7), stages=["P0"])
     assert torch.allclose(slid["P0"], pointwise(images), atol=1e-6)
     with pytest.raises(ValueError, match="mode"):
-        predict_stages(model, images, "tiles")
+        predict_stage_logits(model, images, "tiles")
 
 
 def _params(checkpoint: Path) -> dict:
@@ -132,7 +132,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(cache, tmp_path):
     args = ["--config", "voc/fcn_r50_os32_pna", "--set", *tiny_overrides(cache, iters=12)]
     # Build the synthetic cache first, so that both runs start from the same files.
     load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache))
-    from pna.build import build_train_set
+    from pna.engine.build import build_train_set
     build_train_set(load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache)))
 
     whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"

@@ -10,8 +10,8 @@ import torch
 
 matplotlib.use("Agg")
 
-from pna.report import training_curves_figure  # noqa: E402
-from pna.viz import plot_refinement, plot_training_curves  # noqa: E402
+from pna.analysis.report import training_curves_figure  # noqa: E402
+from pna.analysis.figures import plot_refinement, plot_training_curves  # noqa: E402
 
 
 def _log(path: Path, slope: float) -> Path:
@@ -45,14 +45,14 @@ def test_report_draws_a_run_shared_by_two_tables_in_both_panels(tmp_path, monkey
         (tmp_path / table).mkdir(exist_ok=True)
         (tmp_path / table / f"{row}.smoke.json").write_text(json.dumps(record))
     captured = {}
-    import pna.viz
-    original = pna.viz.plot_training_curves
+    import pna.analysis.figures
+    original = pna.analysis.figures.plot_training_curves
 
     def spy(logs):
         captured.update(logs)
         return original(logs)
 
-    monkeypatch.setattr(pna.viz, "plot_training_curves", spy)
+    monkeypatch.setattr(pna.analysis.figures, "plot_training_curves", spy)
     path = training_curves_figure("smoke", root=tmp_path)
     assert path.is_file() and path.stat().st_size > 1000
     assert set(captured) == {"table1/fcn_pna", "table3/fcn_pna", "table3/psp"}

@@ -8,8 +8,8 @@ import torch
 
 from pna.configs.rows import ROWS
 from pna.models import SegmentationLoss, create_model, get_spec, list_models
-from pna.models.zoo import CITED_ONLY, PAPER_ROWS
-from pna.results import PAPER_NUMBERS
+from pna.configs.rows import CITED_ONLY
+from pna.analysis.paper_numbers import PAPER_NUMBERS
 
 # Narrow heads and refinement keep every real backbone but make a CPU step cheap.
 SMALL = dict(head_channels=16, embed_dims=(64, 32, 32, 32), aux_channels=16)
@@ -19,6 +19,10 @@ def paper_methods() -> pd.DataFrame:
     frame = pd.read_csv(PAPER_NUMBERS, dtype={"row": "string", "backbone": "string"})
     frame["backbone"] = frame["backbone"].fillna("")
     return frame.drop_duplicates(["table", "method", "backbone", "dataset", "row"])
+
+
+# (table, method, backbone) as printed -> our model, read from the row table
+PAPER_ROWS = {(r.table, r.method, r.printed_backbone): r.model for r in ROWS.values() if r.method}
 
 
 def is_cited_only(method: str) -> bool:

@@ -4,8 +4,8 @@
 converts the file's state dict with the name table of the row's code base (:mod:`.mmseg` for VOC and
 COCO-Stuff rows, :mod:`.detectron2` for Cityscapes, DeepGlobe and Trans10k rows; :mod:`.stage` for
 the PNA head both share), loads it and returns the model with a :class:`ConversionReport`.
-``evaluate_authors_checkpoint`` then scores it on the row's evaluation split, as
-``python -m pna.evaluate --authors-checkpoint FILE --config NAME --root DATA`` does.
+:func:`pna.engine.evaluate.evaluate_authors_checkpoint` scores it on the row's evaluation split
+(``pna evaluate --authors-checkpoint FILE --config NAME --root DATA``).
 
 Containers: MMSeg ``{'meta', 'state_dict', 'optimizer'}``, Detectron2 ``{'model', ...}`` (``.pth``, or a
 ``.pkl`` of numpy arrays); a bare state dict works too.
@@ -27,18 +27,19 @@ from . import detectron2, mmseg
 from .convert import AuthorsCheckpointError, ConversionReport, Section, convert_state_dict, load_converted
 
 __all__ = ["AuthorsCheckpointError", "ConversionReport", "authors_branch", "convert_for_model",
-           "evaluate_authors_checkpoint", "load_authors_model", "name_table"]
+           "load_authors_model", "name_table"]
 
 BRANCH_NAMES = {"mm": "MMSegmentation", "d2": "Detectron2"}
 
 
 def authors_branch(config_name: str) -> str:
     """``"mm"`` or ``"d2"``: the authors' code base that trained the row ``config_name``."""
-    from pna.configs.authors import AUTHORS, ROW_SETTINGS
+    from pna.configs import ROWS
+    from pna.configs.authors import AUTHORS
 
-    if config_name not in ROW_SETTINGS:
+    if config_name not in ROWS:
         raise ValueError(f"unknown config {config_name!r}; expected one of pna.configs.list_configs()")
-    return AUTHORS[ROW_SETTINGS[config_name].setting].branch
+    return AUTHORS[ROWS[config_name].setting].branch
 
 
 def name_table(spec, branch: str) -> tuple[list[Section], dict[str, str]]:
@@ -96,7 +97,7 @@ def load_authors_model(source: str | Path | Mapping, config_name: str, num_class
     from pna.configs import load_config
     from pna.data import info
     from pna.models import get_spec
-    from pna.models.registry import build_from_spec
+    from pna.models.factory import build_from_spec
 
     cfg = load_config(config_name, "paper")
     spec = get_spec(cfg.model.name, **{**cfg.model.overrides, **overrides, "pretrained": None})
@@ -107,27 +108,3 @@ def load_authors_model(source: str | Path | Mapping, config_name: str, num_class
     load_converted(model, converted, report)
     report.notes.insert(0, f"loaded as {config_name} (model {cfg.model.name})")
     return model.eval(), report
-
-
-def evaluate_authors_checkpoint(config_name: str, path: str | Path, data_root: str | Path,
-                                device: str | torch.device = "cpu", split: str | None = None,
-                                mode: str | None = None, overrides: list[str] | None = None,
-                                progress: bool = False) -> dict:
-    """Per-stage mIoU of the authors' file ``path`` evaluated as row ``config_name`` on its paper-profile
-    evaluation split under ``data_root``. Returns :func:`pna.evaluate.evaluate_model`'s dict plus
-    ``"authors_checkpoint"`` (file, config, branch, conversion summary). ``overrides``: config
-    overrides (``"eval.mode='slide'"``, ...)."""
-    from pna.build import build_eval_set
-    from pna.configs import apply_overrides, load_config
-    from pna.evaluate import evaluate_model
-
-    extra = {"data.root": str(data_root), "data.eval_split": split, "eval.mode": mode}
-    cfg = apply_overrides(load_config(config_name, "paper", overrides), {k: v for k, v in extra.items() if v})
-    dataset = build_eval_set(cfg)
-    model, report = load_authors_model(path, config_name)
-    model = model.to(device)
-    metrics = evaluate_model(model, dataset, device, cfg.eval.mode, cfg.eval.crop, cfg.eval.stride,
-                             batch_size=cfg.eval.batch_size, progress=progress)
-    metrics["authors_checkpoint"] = {"file": str(path), "config": config_name, "branch": report.branch,
-                                     "split": cfg.data.eval_split, "conversion": report.summary()}
-    return metrics

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from pna.models.backbones.weights import _detectron2
-from pna.models.zoo import ModelSpec
+from pna.models.registry import ModelSpec
 
 from .convert import AuthorsCheckpointError, Mapped, Section, regex_rename
 from .stage import pna_rename

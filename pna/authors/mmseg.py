@@ -27,7 +27,7 @@ import re
 from torch import Tensor
 
 from pna.models.backbones.weights import _mmseg_v1c, _swin_microsoft
-from pna.models.zoo import ModelSpec
+from pna.models.registry import ModelSpec
 
 from .convert import DERIVED, AuthorsCheckpointError, Mapped, Section, regex_rename
 from .stage import pna_rename

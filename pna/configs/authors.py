@@ -3,10 +3,8 @@ records them from their shipped config files: the one place the paper profile is
 
 Two code bases trained the paper's rows: ``mm`` (MMSegmentation 0.27: VOC, COCO-Stuff 10k) and
 ``d2`` (Detectron2: Cityscapes, DeepGlobe, Trans10k). :data:`AUTHORS` holds one
-:class:`AuthorsSetting` per shipped config; :data:`ROW_SETTINGS` says which setting each of our
-table rows follows, and whether the authors shipped that row (``shipped``) or the paper only quotes
-its number (a baseline: the row then takes the setting of the PNA row it is compared with, on the
-same backbone and output stride, so that the refinement is the only difference).
+:class:`AuthorsSetting` per shipped config; each row of :data:`pna.configs.rows.ROWS` names the
+setting it trains with and where its setup comes from (``basis``).
 
 Example::
 
@@ -105,59 +103,3 @@ AUTHORS: dict[str, AuthorsSetting] = {
         test_short=512, test_max=2048,
         num_outputs_note="3 outputs (background, things, stuff); the table's mIoU is over things and stuff")),
 }
-
-
-@dataclass(frozen=True)
-class RowSetting:
-    """Which authors' setting a table row follows; ``shipped`` = the authors shipped this row."""
-
-    setting: str
-    shipped: bool
-    note: str = ""
-
-
-_QUOTED = "quoted baseline (no authors' config): trained with the setting of the PNA row it is compared with"
-
-
-def _rows() -> dict[str, RowSetting]:
-    rows = {
-        "voc/fcn_r50_os32": RowSetting("voc/fcn", False, "the PNA row's coarse head alone (Table 1's P0 baseline)"),
-        "voc/fcn_r50_os8": RowSetting("voc/fcn", False, "FCN at output stride 8, else as the FCN + PNA row"),
-        "voc/fpn_r50_pointrend": RowSetting("voc/fcn", False, _QUOTED),
-        "voc/fcn_r50_os32_pna_nam": RowSetting("voc/fcn", True, "NAM-only ablation of the shipped FCN row"),
-        "voc/fcn_r50_os32_pna": RowSetting("voc/fcn", True),
-    }
-    rows.update({f"voc/fcn_r50_os32_pna_nam_w{w}": RowSetting("voc/fcn", True, f"window {w} ablation")
-                 for w in (5, 7, 9, 11)})
-    for name, shipped in (("deeplabv3_r101_os16", False), ("deeplabv3_r101_os16_pointrend", False),
-                          ("deeplabv3_r101_os16_pna", True)):
-        rows[f"voc/{name}"] = RowSetting("voc/deeplabv3", shipped, "" if shipped else _QUOTED)
-    for name, shipped in (("psp_r101_os16", False), ("upernet_r101", False), ("psp_r101_os16_pna", True)):
-        rows[f"voc/{name}"] = RowSetting("voc/psp", shipped, "" if shipped else _QUOTED)
-    for tag in ("swin_t", "swin_b"):
-        for name in (f"fpn_{tag}", f"fpn_{tag}_pointrend", f"upernet_{tag}"):
-            rows[f"voc/{name}"] = RowSetting(f"voc/psp_{tag}", False, _QUOTED + " (the Swin schedule)")
-        rows[f"voc/fcn_{tag}_pna"] = RowSetting(
-            f"voc/psp_{tag}", False, "FCN + PNA on Swin: no shipped config; the Swin PSP + PNA schedule")
-        rows[f"voc/psp_{tag}_pna"] = RowSetting(f"voc/psp_{tag}", True)
-    rows["voc/psp_swin_t_pna_nam"] = RowSetting("voc/psp_swin_t", True, "NAM-only ablation of the shipped row")
-    for depth in ("r52", "r103"):
-        for suffix, shipped in (("", False), ("_pointrend", False), ("_pna", True)):
-            rows[f"cityscapes/deeplabv3_{depth}_os16{suffix}"] = RowSetting(
-                "cityscapes/deeplabv3", shipped, "" if shipped else _QUOTED)
-    rows["cityscapes/fpn_r52_pna"] = RowSetting("cityscapes/fpn", True, "not in the paper's table: the R-52 model "
-                                                "the authors released for Cityscapes")
-    for suffix, shipped in (("", False), ("_pointrend", False), ("_pna", True)):
-        rows[f"cityscapes/fpn_r103{suffix}"] = RowSetting("cityscapes/fpn", shipped, "" if shipped else _QUOTED)
-        rows[f"deepglobe/fpn_r52{suffix}"] = RowSetting("deepglobe/fpn", shipped, "" if shipped else _QUOTED)
-    rows["trans10k/deeplabv3plus_r50_os8"] = RowSetting(
-        "trans10k/fpn", False, _QUOTED + " (DeepLabV3+ on mmseg's ResNetV1c-50 at OS8, the common DeepLabV3+ setup)")
-    rows["trans10k/fpn_r52_pointrend"] = RowSetting("trans10k/fpn", False, _QUOTED)
-    rows["trans10k/fpn_r52_pna"] = RowSetting("trans10k/fpn", True)
-    for suffix, shipped in (("", False), ("_pointrend", False), ("_pna", True)):
-        rows[f"cocostuff10k/deeplabv3_r50_os16{suffix}"] = RowSetting(
-            "cocostuff10k/deeplabv3", shipped, "" if shipped else _QUOTED)
-    return rows
-
-
-ROW_SETTINGS: dict[str, RowSetting] = _rows()

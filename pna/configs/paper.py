@@ -13,7 +13,7 @@ Example::
 """
 from __future__ import annotations
 
-from pna.configs.authors import AUTHORS, ROW_SETTINGS, AuthorsSetting
+from pna.configs.authors import AUTHORS, AuthorsSetting
 from pna.configs.rows import PAPER_DATA, ROWS, Row
 from pna.configs.schema import Config, DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig
 
@@ -24,7 +24,7 @@ HARD_PIXEL_FRACTION = 0.2
 
 def authors_setting(row: Row) -> AuthorsSetting:
     """The authors' setting a row follows (its own shipped config, or its PNA row's)."""
-    return AUTHORS[ROW_SETTINGS[row.config_name].setting]
+    return AUTHORS[row.setting]
 
 
 def _loss(setting: AuthorsSetting) -> dict:

@@ -70,7 +70,7 @@ class OptimConfig:
     poly_power: float = 0.9
     min_lr: float = 0.0
     clip_grad: float | None = None      # max global grad norm; None: no clipping
-    decay_rule: str = "default"         # which parameters get no weight decay, see pna.optim.no_decay_names
+    decay_rule: str = "default"         # which parameters get no weight decay, see pna.engine.optim.no_decay_names
 
 
 def default_workers(most: int = 4) -> int:

@@ -46,7 +46,7 @@ def build_dataset(name: str, root: str | Path | None, split: str, transform: Tra
         folder = ensure_synthetic(root, **options)
         return VOCSegmentation(folder, split, transform, dataset_info=info("synthetic"))
     if name not in DATASETS:
-        from pna.cli import unknown_name_error
+        from pna.errors import unknown_name_error
         raise unknown_name_error("dataset", name, DATASETS, "pna.data.DATASETS")
     if root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (only 'synthetic' has a default)")

@@ -139,6 +139,6 @@ DATASETS: tuple[str, ...] = tuple(INFOS)
 def info(name: str) -> DatasetInfo:
     """The label space of dataset ``name`` (one of ``DATASETS``); reads no file."""
     if name not in INFOS:
-        from pna.cli import unknown_name_error
+        from pna.errors import unknown_name_error
         raise unknown_name_error("dataset", name, DATASETS, "pna.data.DATASETS")
     return INFOS[name]

@@ -1,6 +1,6 @@
 """Small datasets written in each dataset's official on-disk format, at its official image size.
 
-For rehearsing the paper profile without the real data (``python -m pna.rehearse``) and for tests:
+For rehearsing the paper profile without the real data (``pna rehearse``) and for tests:
 the files are exactly what the loaders read from the official downloads (VOC JPEG + palette PNG
 with an SBD-style ``SegmentationClassAug`` and ``train_aug.txt``; Cityscapes 1024x2048 PNGs with raw
 ``labelIds``, 16-bit ``instanceIds`` and RGBA ``color``; COCO-Stuff 10k JPEGs + ``.mat`` with ``S``;

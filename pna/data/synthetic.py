@@ -11,7 +11,7 @@ features. Sizes are in pixels, independent of the image size (a larger image hol
 
 On the smoke set (256 x 256) the best prediction constant per stride-4 cell reaches about 87% mIoU
 (thin classes 78-83%), per stride-8 cell 77% (thin 64-69%), per stride-32 cell 37% (thin classes
-below 19%): see :mod:`pna.thin`.
+below 19%): see :mod:`pna.analysis.thin`.
 
 Files (``JPEGImages/*.jpg``, palette ``SegmentationClass/*.png``,
 ``ImageSets/Segmentation/{train,val}.txt``) are read by the ordinary VOC loader. Each image draws
@@ -230,6 +230,10 @@ def ensure_synthetic(cache_dir: str | Path | None = None, num_train: int = 256, 
     final = parent / "synthetic" / config.key
     if (final / "meta.json").is_file():
         return final
+    if cache_dir is not None and parent.is_dir() and any(p.name != "synthetic" for p in parent.iterdir()):
+        # A folder given by a user that holds other files is likely a real dataset: never write there.
+        raise FileExistsError(f"refusing to generate the synthetic set inside {parent}: it holds other files "
+                              "(a dataset folder?); give an empty folder, or None for the cache")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{config.key}.tmp-", dir=final.parent))
     try:

@@ -7,13 +7,14 @@ from .heads import build_head
 from .losses import SegmentationLoss
 from .nam import NeighbourhoodAggregation
 from .refine import ProgressiveRefinement, RefineStage
-from .registry import create_model, get_spec, list_models
+from .factory import create_model, get_spec, list_models
 from .sam import SelfAggregation
-from .segmentor import Segmentor, upsample_to
-from .zoo import MODELS, ModelSpec
+from .resize import resize_to
+from .segmentor import Segmentor
+from .registry import MODELS, ModelSpec
 
 __all__ = [
     "MODELS", "ModelSpec", "NeighbourhoodAggregation", "ProgressiveRefinement", "RefineStage", "Segmentor",
     "SegmentationLoss", "SelfAggregation", "build_backbone", "build_head", "create_model", "get_spec",
-    "list_backbones", "list_models", "upsample_to",
+    "list_backbones", "list_models", "resize_to",
 ]

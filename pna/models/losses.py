@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .pointrend import point_cross_entropy
-from .segmentor import upsample_to
+from .resize import resize_to
 
 DEFAULT_STAGE_WEIGHTS = {"P0": 1.0, "P1": 0.1, "P2": 0.1, "P3": 0.1, "P4": 0.1}
 
@@ -68,7 +68,7 @@ class SegmentationLoss(nn.Module):
     def dense_ce(self, logits: Tensor, labels: Tensor, hard: bool = False) -> Tensor:
         """Cross-entropy of logits upsampled to the labels: the mean over the non-ignored pixels,
         or (``hard``) over the k largest of all pixels' losses, k = fraction x all pixels."""
-        pixel_loss = F.cross_entropy(upsample_to(logits, labels.shape[-2:]), labels,
+        pixel_loss = F.cross_entropy(resize_to(logits, labels.shape[-2:]), labels,
                                      ignore_index=self.ignore_index, reduction="none")
         if hard:  # ignored pixels are in the count with loss 0 (the authors' Detectron2 branch)
             keep = max(1, int(self.hard_pixel_fraction * pixel_loss.numel()))

@@ -1,7 +1,7 @@
 """Segmentor = backbone + coarse head (+ progressive refinement) (+ auxiliary head).
 
 Inference at any input size happens in one place, :func:`predict_at_input_size` (used by the eval
-forward and by ``pna.evaluate.predict_stages``): an image whose sides are not multiples of the
+forward and by ``pna.engine.evaluate.predict_stage_logits``): an image whose sides are not multiples of the
 backbone's ``size_divisor`` (32 for Swin, 1 for ResNets) is zero-padded at the bottom and right, as
 mmseg pads normalised images, and the logits, upsampled to the padded size, are cropped back.
 """
@@ -13,17 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def upsample_to(logits: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear (align_corners=False) resize of logits (B, C, h, w) to ``size`` = (H, W).
-
-    Example:
-        >>> upsample_to(torch.zeros(1, 3, 4, 4), (16, 12)).shape
-        torch.Size([1, 3, 16, 12])
-    """
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+from .resize import resize_to
 
 
 def size_divisor(model: nn.Module) -> int:
@@ -61,7 +51,7 @@ def predict_at_input_size(model: nn.Module, images: Tensor, stages: Sequence[str
     h, w = images.shape[-2:]
     padded = pad_to_multiple(images, size_divisor(model))
     outputs = model(padded, return_all=True)
-    return {name: upsample_to(outputs[name], padded.shape[-2:])[..., :h, :w] for name in stages}
+    return {name: resize_to(outputs[name], padded.shape[-2:])[..., :h, :w] for name in stages}
 
 
 class Segmentor(nn.Module):

@@ -1,4 +1,4 @@
-"""fvcore FLOP counting for the fast and tiled neighbourhood attention paths.
+"""fvcore FLOP counting for the slot-loop and tiled neighbourhood attention paths.
 
 fvcore traces the custom autograd Functions of :mod:`pna.ops.na2d_cpu` and
 :mod:`pna.ops.na2d_tiled` as ``prim::PythonOp.<ClassName>`` and, without a handle, skips them. One
@@ -12,7 +12,7 @@ Example:
     >>> from pna.ops import na2d
     >>> class Tiny(torch.nn.Module):
     ...     def forward(self, x):
-    ...         return na2d(x, x, x, torch.zeros(2, 5, 5), 3, impl="fast")  # the path the handles count
+    ...         return na2d(x, x, x, torch.zeros(2, 5, 5), 3, impl="slots")  # the path the handles count
     >>> flops = FlopCountAnalysis(Tiny(), torch.randn(1, 2, 4, 4, 8)).set_op_handle(**fvcore_handles())
     >>> flops.unsupported_ops_warnings(False)  # doctest: +ELLIPSIS
     <...>

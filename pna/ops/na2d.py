@@ -1,4 +1,4 @@
-"""Public neighbourhood attention ops: input checks and dispatch to the reference/fast/flex paths.
+"""Public neighbourhood attention ops: input checks and dispatch to the reference/slots/dense/tiled/flex paths.
 
 Semantics (NATTEN classic 2D neighbourhood attention, see :mod:`pna.ops.window`): every query
 attends to a window of ``Lh x Lw`` real pixels, ``Lh = min(L, H)``, ``Lw = min(L, W)``, slid inward
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import torch
 
-from .na2d_cpu import na2d_attn_fast, na2d_fast
+from .na2d_cpu import na2d_attn_slots, na2d_slots
 from .na2d_dense import fits_dense, na2d_attn_dense, na2d_dense
 from .na2d_flex import na2d_flex
 from .na2d_reference import na2d_attn_reference, na2d_reference
 from .na2d_tiled import na2d_tiled
 
-IMPLS = ("auto", "reference", "fast", "dense", "tiled", "flex")
+IMPLS = ("auto", "reference", "slots", "dense", "tiled", "flex")
 
 # Measured CPU dispatch (benchmarks/na.py --dispatch, see the module docstring): per window L, the
 # largest H * W where dense scores win, and the path for larger maps.
-CPU_DISPATCH = {3: (196, "fast"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (400, "tiled"), 11: (400, "tiled")}
+CPU_DISPATCH = {3: (196, "slots"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (400, "tiled"), 11: (400, "tiled")}
 
 
 def _measured(kernel_size: int) -> tuple[int, str]:
@@ -33,7 +33,7 @@ def cpu_path(height: int, width: int, kernel_size: int) -> str:
 
     Example:
         >>> cpu_path(16, 16, 9), cpu_path(128, 128, 9), cpu_path(128, 128, 3)
-        ('dense', 'tiled', 'fast')
+        ('dense', 'tiled', 'slots')
     """
     dense_pixels, large = _measured(kernel_size)
     return "dense" if height * width <= dense_pixels else large
@@ -82,7 +82,7 @@ def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: 
         if q.device.type == "cuda" and "flex" in allowed:
             return "flex"
         if "tiled" not in allowed:  # na2d_attn: the weights come from dense or the slot loop
-            return "dense" if fits_dense(q) else "fast"
+            return "dense" if fits_dense(q) else "slots"
         path = cpu_path(q.shape[2], q.shape[3], kernel_size)
         if path == "dense" and not fits_dense(q):  # too many (batch x heads) for the score matrix
             return _measured(kernel_size)[1]
@@ -97,8 +97,8 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         q, k: ``(B, heads, H, W, dim)``; q is used as given (scale it beforehand).
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``.
-        impl: ``"auto"`` (``"dense"`` on small maps, else ``"fast"``; flex does not expose the
-            weights), ``"reference"``, ``"fast"`` or ``"dense"``.
+        impl: ``"auto"`` (``"dense"`` on small maps, else ``"slots"``; flex does not expose the
+            weights), ``"reference"``, ``"slots"`` or ``"dense"``.
 
     Returns:
         ``(B, heads, H, W, Lh * Lw)`` with ``Lh = min(L, H)``, ``Lw = min(L, W)``; slot
@@ -110,8 +110,8 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         torch.Size([2, 3, 8, 8, 49])
     """
     _check(q, k, None, rpb, kernel_size)
-    impl = _resolve(impl, q, ("auto", "reference", "fast", "dense"), kernel_size)
-    paths = {"reference": na2d_attn_reference, "fast": na2d_attn_fast, "dense": na2d_attn_dense}
+    impl = _resolve(impl, q, ("auto", "reference", "slots", "dense"), kernel_size)
+    paths = {"reference": na2d_attn_reference, "slots": na2d_attn_slots, "dense": na2d_attn_dense}
     return paths[impl](q, k, _bias_for(impl, q, rpb), kernel_size)
 
 
@@ -125,7 +125,7 @@ def na2d(
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``; maps smaller than ``L`` attend to the whole axis.
         impl: ``"auto"`` (flex on CUDA; elsewhere the path the measured table picks for this map
-            and window, see the module docstring), ``"reference"``, ``"fast"``, ``"dense"`` (small
+            and window, see the module docstring), ``"reference"``, ``"slots"``, ``"dense"`` (small
             maps), ``"tiled"`` or ``"flex"``.
         rpb may keep its own floating dtype (a float32 parameter under autocast): it is cast to
         the compute dtype inside, its gradient comes back in its own dtype.
@@ -140,5 +140,5 @@ def na2d(
     """
     _check(q, k, v, rpb, kernel_size)
     impl = _resolve(impl, q, IMPLS, kernel_size)
-    paths = {"reference": na2d_reference, "fast": na2d_fast, "dense": na2d_dense, "tiled": na2d_tiled, "flex": na2d_flex}
+    paths = {"reference": na2d_reference, "slots": na2d_slots, "dense": na2d_dense, "tiled": na2d_tiled, "flex": na2d_flex}
     return paths[impl](q, k, v, _bias_for(impl, q, rpb), kernel_size)

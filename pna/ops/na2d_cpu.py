@@ -197,12 +197,12 @@ class NeighbourhoodAV(torch.autograd.Function):
         return grad_attn, grad_v, None
 
 
-def na2d_attn_fast(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: int) -> torch.Tensor:
+def na2d_attn_slots(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Softmaxed neighbourhood weights ``(B, heads, H, W, Lh * Lw)`` (no input checks, no scaling).
 
     Example:
         >>> q = k = torch.randn(1, 2, 4, 4, 8)
-        >>> na2d_attn_fast(q, k, torch.zeros(2, 5, 5), 3).shape
+        >>> na2d_attn_slots(q, k, torch.zeros(2, 5, 5), 3).shape
         torch.Size([1, 2, 4, 4, 9])
     """
     logits = NeighbourhoodQK.apply(q, k, kernel_size)
@@ -210,12 +210,12 @@ def na2d_attn_fast(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_s
     return logits.softmax(dim=-1)
 
 
-def na2d_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tensor, kernel_size: int) -> torch.Tensor:
+def na2d_slots(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Neighbourhood attention output ``(B, heads, H, W, dim_v)`` (no input checks, no scaling).
 
     Example:
         >>> q = k = v = torch.randn(1, 2, 4, 4, 8)
-        >>> na2d_fast(q, k, v, torch.zeros(2, 5, 5), 3).shape
+        >>> na2d_slots(q, k, v, torch.zeros(2, 5, 5), 3).shape
         torch.Size([1, 2, 4, 4, 8])
     """
-    return NeighbourhoodAV.apply(na2d_attn_fast(q, k, rpb, kernel_size), v, kernel_size)
+    return NeighbourhoodAV.apply(na2d_attn_slots(q, k, rpb, kernel_size), v, kernel_size)

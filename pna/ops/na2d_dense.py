@@ -1,7 +1,7 @@
 """Dense-score neighbourhood attention for small maps.
 
 On a small map (the stride-32 and stride-16 grids, and every grid of the CPU smoke runs) the
-slot-by-slot loop of the fast path spends its time in thousands of tiny ops. Here one batched
+slot-by-slot loop of the ``slots`` path spends its time in thousands of tiny ops. Here one batched
 matmul computes every query-key score, the window's scores are gathered, and the weights are
 scattered back into a dense matrix for a second matmul; autograd derives the backward. It holds
 ``B * heads * (H*W)**2`` scores, so the dispatcher only picks it when that is small.

@@ -38,7 +38,7 @@ def row_pieces(n: int, kernel_size: int, offset: int) -> list[tuple[slice, slice
 
     Returns ``(query_slice, key_slice)`` pairs: inside the map the key run is the query run shifted,
     at the two borders every query of the run shares one key (a length-1 slice that broadcasts).
-    Used by the fast CPU path to read shifted keys as views instead of gathered copies.
+    Used by the slot-loop CPU path (``slots``) to read shifted keys as views instead of gathered copies.
 
     Example:
         >>> row_pieces(5, 3, 0)

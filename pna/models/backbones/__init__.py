@@ -43,7 +43,7 @@ def build_backbone(name: str, output_stride: int = 32, pretrained: str | Path | 
         [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
     """
     if name not in BACKBONES:
-        from pna.cli import unknown_name_error
+        from pna.errors import unknown_name_error
         raise unknown_name_error("backbone", name, list_backbones(), "pna.models.list_backbones()")
     return BACKBONES[name](output_stride=output_stride, pretrained=pretrained, allow_random_init=allow_random_init)
 

@@ -51,14 +51,14 @@ def build_head(name: str, in_channels: list[int], num_classes: int, channels: in
         torch.Size([1, 3, 2, 2])
     """
     if name not in HEADS:
-        from pna.cli import unknown_name_error
+        from pna.errors import unknown_name_error
         raise unknown_name_error("head", name, sorted(HEADS), "pna.models.heads.HEADS")
     return HEADS[name](in_channels, num_classes, channels=channels, **kwargs)
 
 
 def build_aux_head(name: str, in_channels: list[int], num_classes: int, channels: int | None = None) -> nn.Module:
     if name not in AUX_HEADS:
-        from pna.cli import unknown_name_error
+        from pna.errors import unknown_name_error
         raise unknown_name_error("auxiliary head", name, sorted(AUX_HEADS), "pna.models.heads.AUX_HEADS")
     return AUX_HEADS[name](in_channels, num_classes, channels=channels)
 

@@ -6,8 +6,8 @@ BatchNorm and ReLU, and the classifier is ``Dropout2d(0.1)`` then a 1x1 conv to 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
 from torchvision.ops import Conv2dNormActivation
 
 
@@ -56,14 +56,6 @@ class Classifier(nn.Sequential):
     def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
         super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
                          nn.Conv2d(channels, num_classes, 1))
-
-
-def resize_to(x: torch.Tensor, ref: torch.Tensor | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False) of ``x`` to the spatial size of ``ref``."""
-    size = tuple(ref.shape[-2:]) if isinstance(ref, torch.Tensor) else tuple(ref)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def check_in_channels(in_channels: list[int], name: str, needed: int = 4) -> list[int]:

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Classifier, check_in_channels, conv_bn_relu, resize_to
+from ..resize import resize_to
+from ._common import Classifier, check_in_channels, conv_bn_relu
 
 
 class FPN(nn.Module):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import Classifier, check_in_channels, conv_bn_relu, resize_to
+from ..resize import resize_to
+from ._common import Classifier, check_in_channels, conv_bn_relu
 from .psp import PyramidPooling
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pna import distributed as dist
+from pna.engine import distributed as dist
 from pna.configs import Config
 
 
@@ -80,3 +80,18 @@ def model_from_checkpoint(checkpoint: dict, num_classes: int) -> nn.Module:
         model = create_model(cfg.model.name, num_classes, **overrides)
     model.load_state_dict(checkpoint["model"])
     return model
+
+
+def with_weights(cfg: Config, weights=None, allow_random_init: bool | None = None) -> Config:
+    """``cfg`` with its backbone's pretrained file resolved from ``weights`` (a file, a folder of
+    documented names, or a mapping backbone -> file) and ``model.allow_random_init`` set if given."""
+    from pna.configs import apply_overrides
+    from pna.models import get_spec
+    from pna.models.backbones import resolve_pretrained
+
+    changes = {} if allow_random_init is None else {"model.allow_random_init": bool(allow_random_init)}
+    if weights is not None:
+        path = resolve_pretrained(weights, get_spec(cfg.model.name, **cfg.model.overrides).backbone)
+        if path is not None:
+            changes["model.overrides.pretrained"] = str(path)
+    return apply_overrides(cfg, changes)

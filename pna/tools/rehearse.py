@@ -1,13 +1,13 @@
 """Rehearse the paper profile: every paper row end to end, at the real sizes, on a tiny dataset.
 
-``python -m pna.rehearse [--rows NAME ...] [--device cpu|cuda] [--papermill]`` (``make rehearse``).
+``pna rehearse [--rows NAME ...] [--device cpu|cuda] [--papermill]`` (``make rehearse``).
 For each paper config (``pna.configs.list_configs()``) it
 
 1. writes a small dataset in the official on-disk format at the official image size
    (:mod:`pna.data.fixtures`: VOC JPEG + palette PNG with an SBD-style aug list, Cityscapes
    1024x2048 labelIds, COCO-Stuff ``.mat``, DeepGlobe 2448x2448 RGB masks, Trans10K masks);
 2. builds the row's real model and trains it at the paper crop with batch 2 through the notebooks'
-   code path (``pna.train.train``): one iteration, stopped with its resume state written, then
+   code path (``pna.engine.train.train``): one iteration, stopped with its resume state written, then
    resumed from that checkpoint to iteration 2 (fp32 on CPU, AMP fp16 on CUDA);
 3. evaluates the one test image exactly in the paper's test mode and size (the end of training);
 4. on CPU, runs one bf16-autocast training step of the same model at 128x128, so every row's
@@ -70,13 +70,14 @@ def rehearsal_config(name: str, root: Path, device: str, iters: int = 2, batch_s
 
 
 def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
-    """One training step of the row's model under autocast (bf16 on CPU, fp16 on CUDA): forward,
+    """One training step of the row's model under bf16 autocast (the CPU's mixed precision; on CUDA
+    the rehearsed run itself trains with fp16 AMP): forward,
     the row's loss, backward, optimiser step; every gradient must be finite. Returns seconds."""
     import torch
 
-    from pna.build import build_model
+    from pna.engine.build import build_model
     from pna.models import SegmentationLoss
-    from pna.optim import build_optimizer
+    from pna.engine.optim import build_optimizer
 
     torch.manual_seed(0)
     model = build_model(cfg, num_classes, device).train()
@@ -84,7 +85,7 @@ def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
     optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas, cfg.optim.decay_rule)
     images = torch.randn(2, 3, *size, device=device)
     labels = torch.randint(0, num_classes, (2, *size), device=device)
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    dtype = torch.bfloat16
     start = time.perf_counter()
     with torch.autocast(device.type, dtype=dtype):
         loss, _ = criterion(model(images), labels)
@@ -98,11 +99,11 @@ def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
 
 def rehearse_row(name: str, device_name: str, workdir: Path) -> dict:
     """Steps 1-4 of the module docstring for one config; returns its line of the table."""
-    from pna import distributed as dist
+    from pna.engine import distributed as dist
     from pna.configs import ROWS
     from pna.data import info
     from pna.data.fixtures import write_fixture
-    from pna.train import train
+    from pna.engine.train import train
 
     device = dist.init_from_env(device_name)
     dataset = ROWS[name].dataset
@@ -145,7 +146,7 @@ def _eval_size(cfg) -> str:
 def _run_child(name: str, device: str, timeout: float) -> dict:
     """Rehearse one row in a fresh process; its last stdout line is the JSON result."""
     with tempfile.TemporaryDirectory(prefix="pna-rehearse-") as tmp:
-        command = [sys.executable, "-m", "pna.rehearse", "--child", name, "--device", device, "--workdir", tmp]
+        command = [sys.executable, "-m", "pna", "rehearse", "--child", name, "--device", device, "--workdir", tmp]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PNA_RUNS_DIR": f"{tmp}/runs", "PNA_RESULTS_DIR": f"{tmp}/results"}
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -206,51 +207,30 @@ def write_table(lines: list[dict], path: Path, update: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pna.configs import ROWS, list_configs
+def rehearse(names: list[str], device: str = "cpu", papermill: bool = False, path: Path | None = None,
+             timeout: float = 1800, update: bool = False) -> list[dict]:
+    """Rehearse the configs ``names`` (each in its own process), then with ``papermill`` one row per
+    dataset through its notebook; the table is written to ``path`` after every row (None: not written)."""
+    from pna.configs import ROWS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="+", help="config names (default: every paper config); 'ci' = one per dataset")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--papermill", action="store_true", help="also run one row per dataset through its notebook")
-    parser.add_argument("--out", help="CSV path (default: results/rehearsal/<device>.csv; '-' writes none)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per row")
-    parser.add_argument("--update", action="store_true",
-                        help="merge into the existing CSV (replace the rows run now, keep the others)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(rehearse_row(args.child, args.device, Path(args.workdir))), flush=True)
-        return 0
-    names = list(CI_ROWS.values()) if args.rows == ["ci"] else (args.rows or list_configs())
     unknown = [n for n in names if n not in ROWS]
     if unknown:
-        raise SystemExit(f"unknown config(s) {unknown}; see pna.configs.list_configs()")
-    path = None if args.out == "-" else Path(args.out) if args.out else REPO_ROOT / "results" / "rehearsal" / f"{args.device}.csv"
-    lines = []
+        raise ValueError(f"unknown config(s) {unknown}; see pna.configs.list_configs()")
+    lines: list[dict] = []
 
     def record(line: dict) -> None:  # written after every row: an interrupted run keeps what it did
         lines.append(line)
         if path is not None:
-            write_table(lines, path, update=args.update)
+            write_table(lines, path, update=update)
 
     for i, name in enumerate(names, 1):
-        line = _run_child(name, args.device, args.timeout)
+        line = _run_child(name, device, timeout)
         record(line)
         print(f"[{i}/{len(names)}] {name}: {line['status']} {line.get('s_per_iter', '')} s/iter, "
               f"peak {line.get('peak_mb', '')} MB, eval {line.get('eval_s', '')} s {line['error']}", flush=True)
-    if args.papermill:
+    if papermill:
         for dataset in NOTEBOOKS:
-            line = papermill_row(dataset, args.device, args.timeout)
+            line = papermill_row(dataset, device, timeout)
             record(line)
             print(f"{line['config']}: {line['status']} ({line['eval_s']} s) {line['error']}", flush=True)
-    if path is not None:
-        print(f"wrote {path}")
-    failed = [x["config"] for x in lines if x["status"] != "ok"]
-    print(f"{len(lines) - len(failed)} ok, {len(failed)} failed" + (f": {failed}" if failed else ""))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return lines

@@ -106,7 +106,7 @@ def _remedy(path: Path) -> str:
     if path.name == "last.pt":
         return (f"the interrupted run in {path.parent} cannot resume from it: delete it and train again "
                 "with --overwrite (overwrite=True) to restart the run")
-    return "if it was copied or downloaded, copy it again; if pna.train wrote it, train again"
+    return "if it was copied or downloaded, copy it again; if pna.engine.train wrote it, train again"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

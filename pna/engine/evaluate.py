@@ -1,9 +1,9 @@
 """Per-stage evaluation: confusion-matrix mIoU of every prediction P0..P4 over a split.
 
-``python -m pna.evaluate --checkpoint runs/<run>/final.pt [--split val] [--mode whole|slide]``
-rebuilds the model and the dataset from the config stored in the checkpoint.
-``python -m pna.evaluate --authors-checkpoint FILE --config cityscapes/fpn_r52_pna --root DATA``
-evaluates a model the authors released, as that row (paper profile; :mod:`pna.authors`).
+:func:`evaluate_model` scores a model on a dataset (whole images or sliding windows, sharded over
+DDP ranks); :func:`evaluate_with_config` does it with a config's test protocol, and
+:func:`evaluate_authors_checkpoint` scores a model the authors released as one of our rows
+(``pna evaluate``, :mod:`pna.cli.evaluate`).
 
 Example::
 
@@ -13,35 +13,29 @@ Example::
     ...     def forward(self, x, return_all=False):
     ...         logits = torch.zeros(x.shape[0], 2, 4, 4); logits[:, 1] = 1
     ...         return {"P0": logits, "P1": logits}
-    >>> out = predict_stages(Two(), torch.zeros(1, 3, 8, 8))
+    >>> out = predict_stage_logits(Two(), torch.zeros(1, 3, 8, 8))
     >>> {k: tuple(v.shape) for k, v in out.items()}
     {'P0': (1, 2, 8, 8), 'P1': (1, 2, 8, 8)}
 """
 from __future__ import annotations
 
-import argparse
-import sys
+from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pna import distributed as dist
-from pna.loader import eval_loader
-from pna.metrics import ConfusionMatrix
+from pna.engine import distributed as dist
+from pna.engine.loader import eval_loader
+from pna.engine.metrics import ConfusionMatrix
+from pna.models.resize import resize_to
 from pna.models.segmentor import predict_at_input_size
-from pna.progress import track
+from pna.engine.progress import track
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _resize(logits: Tensor, size: Sequence[int]) -> Tensor:
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _stage_outputs(model: nn.Module, images: Tensor, stages: Sequence[str]) -> dict[str, Tensor]:
@@ -50,7 +44,7 @@ def _stage_outputs(model: nn.Module, images: Tensor, stages: Sequence[str]) -> d
 
 
 @torch.no_grad()
-def predict_stages(model: nn.Module, images: Tensor, mode: str = "whole",
+def predict_stage_logits(model: nn.Module, images: Tensor, mode: str = "whole",
                    crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
                    stages: Sequence[str] | None = None) -> dict[str, Tensor]:
     """Logits of each stage at the image size; ``mode="slide"`` averages overlapping windows.
@@ -109,8 +103,8 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
         for image, label in pairs:
             image = image.to(device).reshape(-1, *image.shape[-3:])
             label = label.to(device).reshape(-1, *label.shape[-2:])
-            for name, logits in predict_stages(net, image, mode, crop, stride, names).items():
-                matrices[name].update(_resize(logits, label.shape[-2:]).argmax(1), label)
+            for name, logits in predict_stage_logits(net, image, mode, crop, stride, names).items():
+                matrices[name].update(resize_to(logits, label).argmax(1), label)
     num_images = torch.tensor([len(loader.dataset)], device=device)
     if dist.is_initialized():
         torch.distributed.all_reduce(num_images)
@@ -120,65 +114,27 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
             "num_images": int(num_images)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pna.build import build_eval_set, model_from_checkpoint
-    from pna.checkpoint import load_checkpoint
-    from pna.configs import apply_overrides, config_from_dict
+def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | str = "cpu", workers: int = 0,
+                         progress: bool = False) -> dict:
+    """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch)."""
+    e = cfg.eval
+    return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
+                          workers=workers, progress=progress)
 
-    parser = argparse.ArgumentParser(description="Per-stage mIoU of a trained checkpoint.")
-    parser.add_argument("--checkpoint", help="a final.pt or last.pt written by pna.train")
-    parser.add_argument("--authors-checkpoint", metavar="FILE",
-                        help="a trained model the authors released (MMSeg or Detectron2 file); needs --config")
-    parser.add_argument("--config", metavar="NAME", help="with --authors-checkpoint: the row it is evaluated as "
-                        "(paper profile), e.g. cityscapes/fpn_r52_pna")
-    parser.add_argument("--split", help="evaluation split (default: the config's data.eval_split)")
-    parser.add_argument("--mode", choices=["whole", "slide"], help="default: the config's eval.mode")
-    parser.add_argument("--root", help="dataset folder (default: the config's data.root)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (eval.*)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output", help="also write the metrics as JSON here")
-    args = parser.parse_args(argv)
-    if (args.checkpoint is None) == (args.authors_checkpoint is None):
-        parser.error("pass one of --checkpoint or --authors-checkpoint")
-    if args.authors_checkpoint and not args.config:
-        parser.error("--authors-checkpoint needs --config NAME (one of pna.configs.list_configs())")
 
-    if args.authors_checkpoint:
-        from pna.configs import load_config
+def evaluate_authors_checkpoint(cfg, path: str | Path, device: torch.device | str = "cpu",
+                                progress: bool = False) -> dict:
+    """Per-stage mIoU of the authors' released file ``path`` scored as the row of ``cfg`` (its paper
+    config, ``data.root`` set) on ``cfg``'s evaluation split. Returns :func:`evaluate_model`'s dict
+    plus ``"authors_checkpoint"`` (file, config, branch, split, conversion summary)."""
+    from pna.authors import load_authors_model
+    from pna.engine.build import build_eval_set
 
-        checkpoint, cfg = None, load_config(args.config, "paper", args.set)
-    else:
-        checkpoint = load_checkpoint(args.checkpoint)
-        cfg = apply_overrides(config_from_dict(checkpoint["config"]), args.set)
-    extra = {"data.eval_split": args.split, "eval.mode": args.mode, "data.root": args.root}
-    cfg = apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
-    device = dist.init_from_env(args.device)
     dataset = build_eval_set(cfg)
-    if checkpoint is None:
-        from pna.authors import load_authors_model
-
-        model, report = load_authors_model(args.authors_checkpoint, args.config)
-        if dist.is_main():
-            print(report.summary(), flush=True)
-        model = model.to(device)
-    else:
-        model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device)
-    metrics = evaluate_model(model, dataset, device, cfg.eval.mode, cfg.eval.crop, cfg.eval.stride,
-                             batch_size=cfg.eval.batch_size, progress=True)
-    if dist.is_main():
-        print(f"{cfg.data.eval_dataset or cfg.data.dataset} {cfg.data.eval_split} ({metrics['num_images']} images, "
-              f"{cfg.eval.mode}):")
-        for name, stage in metrics["stages"].items():
-            print(f"  {name}: mIoU {100 * stage['mIoU']:.2f}")
-        if args.output:
-            from pna.checkpoint import atomic_write_json
-            atomic_write_json({"checkpoint": str(args.checkpoint or args.authors_checkpoint),
-                               "split": cfg.data.eval_split, "mode": cfg.eval.mode, **metrics}, args.output)
-    dist.cleanup()
-    return 0
-
-
-if __name__ == "__main__":
-    from pna.cli import run
-
-    sys.exit(run(main))  # errors as one line; --debug shows the traceback
+    model, report = load_authors_model(path, cfg.name)
+    if progress and dist.is_main():
+        print(report.summary(), flush=True)
+    metrics = evaluate_with_config(model.to(device), dataset, cfg, device, progress=progress)
+    metrics["authors_checkpoint"] = {"file": str(path), "config": cfg.name, "branch": report.branch,
+                                     "split": cfg.data.eval_split, "conversion": report.summary()}
+    return metrics

@@ -6,8 +6,8 @@ writes:
 * ``results/tables/<table>_per_class.<profile>.md``: each row's final-stage IoU per class, the thin
   classes of the synthetic set marked ``*name*``;
 * ``results/figures/thin_classes_<row>.<profile>.png``: the thin classes' IoU per stage of one PNA
-  row beside the oracle at each stage's stride (:func:`pna.thin.oracle_table`) and the final stage
-  of its baselines (:func:`pna.thin.plot_thin_classes`).
+  row beside the oracle at each stage's stride (:func:`pna.analysis.thin.oracle_table`) and the final stage
+  of its baselines (:func:`pna.analysis.thin.plot_thin_classes`).
 
 Example::
 
@@ -26,8 +26,8 @@ from typing import Sequence
 import pandas as pd
 
 from pna.paths import results_dir
-from pna.results import read_result, result_path
-from pna.thin import THIN_CLASSES, dataset_labels, oracle_table, plot_thin_classes
+from pna.engine.records import read_result, result_path
+from pna.analysis.thin import THIN_CLASSES, dataset_labels, oracle_table, plot_thin_classes
 
 
 def mark_thin(frame: pd.DataFrame, thin: Sequence[str] = THIN_CLASSES) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def rows_per_class_table(table: str, profile: str = "smoke", root: str | Path | 
 
     With ``write``, also ``tables/<table>_per_class.<profile>.md`` (thin classes marked).
     """
-    from pna.report import markdown_table
+    from pna.analysis.report import markdown_table
 
     root = Path(root or results_dir())
     lines = {}
@@ -71,8 +71,8 @@ def thin_classes_figure(row: str = "fcn_r50_os32_pna", profile: str = "smoke", r
     stage of each baseline that was trained; returns the PNG's path and the oracle table (IoU % per
     stride). ValueError when the row's dataset has none of ``thin`` (real datasets)."""
     from pna.configs import config_from_dict
-    from pna.build import build_eval_set
-    from pna.report import _save
+    from pna.engine.build import build_eval_set
+    from pna.analysis.figures import save_figure
 
     root = Path(root or results_dir())
     record = read_result(table, row, profile, root)
@@ -85,4 +85,4 @@ def thin_classes_figure(row: str = "fcn_r50_os32_pna", profile: str = "smoke", r
             if result_path(table, b, profile, root).is_file()}
     fig = plot_thin_classes(SimpleNamespace(metrics=record["metrics"]), oracle, runs, thin,
                             title=f"{row} ({profile}): thin-class IoU per stage (stage / output stride)")
-    return _save(fig, root / "figures" / f"thin_classes_{row}.{profile}.png"), oracle
+    return save_figure(fig, root / "figures" / f"thin_classes_{row}.{profile}.png"), oracle

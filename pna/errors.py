@@ -1,7 +1,7 @@
-"""What every ``python -m pna.*`` command shares: one clear line on error, the traceback on demand,
+"""What every command shares (`pna <command>`, `python -m data_prep.<name>`): one clear line on error, the traceback on demand,
 and "unknown name" errors that say what was probably meant.
 
-``run(main)`` calls an entry point's ``main(argv)`` the way the command line does: an exception
+``run_main(main)`` calls an entry point's ``main(argv)`` the way the command line does: an exception
 becomes one line on stderr and exit status 1; ``--debug`` (or ``PNA_DEBUG=1``) lets the traceback
 through. ``main`` itself still raises, so Python callers and tests see the exception.
 
@@ -14,7 +14,7 @@ Example::
     unknown model 'fcn_r50_os32_pan'; nearest: 'fcn_r50_os32_pna', 'fcn_r50_os32', 'fcn_r50_os8'; all 9: pna.models.list_models()
     >>> def main(argv):
     ...     raise FileNotFoundError("checkpoint runs/x/final.pt not found")
-    >>> run(main, [], prog="python -m pna.demo")  # stderr: python -m pna.demo: error: checkpoint ...
+    >>> run_main(main, [], prog="pna demo")  # stderr: pna demo: error: checkpoint ...
     1
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _prog(main: Callable) -> str:
     return f"python -m {module}" if module else "pna"
 
 
-def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Exit status of ``main(argv)`` (``sys.argv[1:]`` by default), errors as one line on stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PNA_DEBUG", "") not in ("", "0")
@@ -73,7 +73,7 @@ def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None, 
     prog = prog or _prog(main)
     try:
         status = main(argv)
-    except SystemExit as done:  # argparse's --help: add the option run() itself handles
+    except SystemExit as done:  # argparse's --help: add the option run_main() itself handles
         if done.code in (0, None) and {"-h", "--help"} & set(argv):
             print("\n  --debug               on error, show the full traceback (or set PNA_DEBUG=1)")
         raise

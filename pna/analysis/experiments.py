@@ -2,12 +2,12 @@
 
 The notebooks stay thin: their ``parameters`` cell holds literals (profile, data_root, device,
 rows, iters, batch_size, seed, out_dir) and hands them to :func:`run_rows`, which turns each into
-a config (``pna.configs``), trains it (``pna.train``: a finished run of the same config is reused,
+a config (``pna.configs``), trains it (``pna.engine.train``: a finished run of the same config is reused,
 so notebooks that share a model train it once) and writes its results JSON.
 
 Example::
 
-    >>> from pna.experiments import table_rows
+    >>> from pna.analysis.experiments import table_rows
     >>> table_rows("table1")[:2]
     ['fcn_r50_os32', 'fcn_r50_os8']
 """
@@ -21,8 +21,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
-from pna.build import build_eval_set, model_from_checkpoint
-from pna.train import RunResult, train, with_weights
+from pna.engine.build import build_eval_set, model_from_checkpoint
+from pna.engine.build import with_weights
+from pna.engine.train import RunResult, train
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -179,17 +180,17 @@ def evaluate_authors_row(table: str, row: str, checkpoint: str | Path, data_root
                          device: str = "auto", out_dir: str | None = None) -> RunResult:
     """Score the authors' released model of ``row`` on its paper evaluation split and write the
     result as ``<table>/<row>.authors.json`` (profile label ``authors``, beside ours, never mixed)."""
-    from pna import distributed as dist
-    from pna.authors import evaluate_authors_checkpoint
+    from pna.engine import distributed as dist
+    from pna.engine.evaluate import evaluate_authors_checkpoint
     from pna.configs import config_hash
-    from pna.results import provenance, write_result
+    from pna.engine.records import provenance, write_result
 
     if data_root is None:
         raise ValueError(f"authors_checkpoints: evaluating {table}/{row} needs data_root (the real dataset)")
     cfg = make_config(table, row, "paper", data_root, device)
     torch_device = dist.init_from_env(device)
     start = time.perf_counter()
-    metrics = evaluate_authors_checkpoint(cfg.name, checkpoint, data_root, torch_device)
+    metrics = evaluate_authors_checkpoint(cfg, checkpoint, torch_device)
     record = provenance(cfg, config_hash(cfg), torch_device, 1, {"eval": metrics["num_images"]}, 0,
                         time.perf_counter() - start)
     record = {**record, "profile": "authors", "config": {**record["config"], "profile": "authors"},
@@ -218,7 +219,7 @@ def load_trained(run: RunResult, device: str = "cpu"):
 
 def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
     """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
-    from pna.checkpoint import load_checkpoint
+    from pna.engine.checkpoint import load_checkpoint
 
     checkpoint_path = Path(run_dir) / "final.pt"
     if not checkpoint_path.is_file():

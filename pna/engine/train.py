@@ -1,4 +1,4 @@
-"""Training: ``python -m pna.train --config NAME [--profile smoke|paper] [--set k=v ...] [--out DIR]``.
+"""The training loop of one table row (``pna train``, :mod:`pna.cli.train`).
 
 Iteration-based AdamW + poly training of one table row, with periodic evaluation, atomic
 checkpoints, exact resumption (``--resume``), DDP under torchrun, and a results JSON at the end.
@@ -13,10 +13,8 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from pna import distributed as dist
-from pna.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
+from pna.engine import distributed as dist
+from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash, load_config
-from pna.build import build_eval_set, build_model, build_train_set
-from pna.evaluate import evaluate_model
-from pna.loader import train_batches
-from pna.optim import build_optimizer, build_scheduler
-from pna.progress import Progress
-from pna.results import provenance, write_result
-from pna.rundir import RunDir, default_run_dir
+from pna.engine.build import build_eval_set, build_model, build_train_set
+from pna.engine.evaluate import evaluate_model
+from pna.engine.loader import train_batches
+from pna.engine.optim import build_optimizer, build_scheduler
+from pna.engine.progress import Progress
+from pna.engine.records import provenance, write_result
+from pna.engine.rundir import RunDir, default_run_dir
 
 
 @dataclass
@@ -233,60 +231,3 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
             record["result_path"] = str(path)
     dist.barrier()
     return RunResult(run.path, cfg, cfg_hash, metrics, record, path, reused=False)
-
-
-def with_weights(cfg: Config, weights=None, allow_random_init: bool | None = None) -> Config:
-    """``cfg`` with its backbone's pretrained file resolved from ``weights`` (a file, a folder of
-    documented names, or a mapping backbone -> file) and ``model.allow_random_init`` set if given."""
-    from pna.configs import apply_overrides
-    from pna.models import get_spec
-    from pna.models.backbones import resolve_pretrained
-
-    changes = {} if allow_random_init is None else {"model.allow_random_init": bool(allow_random_init)}
-    if weights is not None:
-        path = resolve_pretrained(weights, get_spec(cfg.model.name, **cfg.model.overrides).backbone)
-        if path is not None:
-            changes["model.overrides.pretrained"] = str(path)
-    return apply_overrides(cfg, changes)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train one paper-table row (see pna.configs.list_configs()).")
-    parser.add_argument("--config", required=True, help='e.g. "voc/fcn_r50_os32_pna"')
-    parser.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. optim.lr=2e-4 train.iters=100")
-    parser.add_argument("--out", help="run directory (default: runs/<model>-<profile>-<hash>)")
-    parser.add_argument("--results-dir", help="where the results JSON goes (default: results/)")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")
-    parser.add_argument("--no-reuse", action="store_true", help="do not load a finished run of the same config")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--weights", metavar="PATH",
-                        help="ImageNet weights of the backbone: a file, or a folder holding them under their "
-                             "documented names (pna.models.backbones.weights)")
-    parser.add_argument("--allow-random-init", action="store_true",
-                        help="paper profile: train a backbone without pretrained weights instead of refusing")
-    parser.add_argument("--stop-after", type=int, metavar="N",
-                        help="train at most N iterations in this call, then save the resume state and exit "
-                             "(continue later with the same command)")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.profile, args.set)
-    cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
-    result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
-                   results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
-    if not result.finished:
-        dist.cleanup()
-        return 0
-    if dist.is_main():
-        stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
-        print(f"mIoU (%): {stages}")
-        if result.result_path:
-            print(f"results: {result.result_path}")
-    dist.cleanup()
-    return 0
-
-
-if __name__ == "__main__":
-    from pna.cli import run
-
-    sys.exit(run(main))  # errors as one line; --debug shows the traceback

@@ -1,4 +1,4 @@
-"""Params, GFLOPs (fvcore) and FPS of a registry model: ``python -m pna.profile MODEL --size 512 512``.
+"""Params, GFLOPs (fvcore) and FPS of a registry model, of a paper table's rows, of every model (``pna cost``).
 
 Conventions (those that give the paper's Table 1): params count every parameter, the auxiliary
 head included (mmseg's convention: FCN-OS-32 is 49.5 M with the aux head, 47.1 M without);
@@ -9,9 +9,8 @@ element-wise ops (ReLU, GELU, softmax, additions) are not counted by fvcore and 
 """
 from __future__ import annotations
 
-import argparse
-import ast
-import json
+import csv
+import io
 import os
 import time
 from pathlib import Path
@@ -31,20 +30,20 @@ def count_params(model: torch.nn.Module) -> int:
 def count_flops(model: torch.nn.Module, images: torch.Tensor, op_handles: bool = True) -> FlopCountAnalysis:
     """fvcore analysis of ``model(images)`` (``op_handles=False`` leaves the NA products uncounted).
 
-    The NAMs run the "fast" op path while traced (its autograd Functions are what the handles of
+    The NAMs run the "slots" op path while traced (its autograd Functions are what the handles of
     ``pna.ops.flops`` count; the CUDA flex path would be traced into other ops).
     """
     nams = [m for m in model.modules() if isinstance(m, NeighbourhoodAggregation)]
     impls = [nam.impl for nam in nams]
     for nam in nams:
-        nam.impl = "fast"
+        nam.impl = "slots"
     try:
         analysis = FlopCountAnalysis(model, images)
         if op_handles:
             analysis.set_op_handle(**fvcore_handles())
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
-        analysis.total()  # trace now, while the NAMs use the fast path
+        analysis.total()  # trace now, while the NAMs use the slots path
     finally:
         for nam, impl in zip(nams, impls):
             nam.impl = impl
@@ -104,63 +103,20 @@ def profile_model(name: str, size: Sequence[int] = (512, 512), num_classes: int 
     }
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"window_size=7"`` -> ("window_size", 7); values are Python literals or plain strings."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m pna.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a registry name, see pna.models.list_models()")
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    parser.add_argument("--num-classes", type=int, default=21)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--fps-iters", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
-                        help="model override, e.g. --set window_size=7 --set backbone=resnet18c")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    row = profile_model(args.model, args.size, args.num_classes, args.device, args.fps_iters, args.warmup,
-                        **dict(args.set))
-    if args.json:
-        print(json.dumps(row, indent=2))
-    else:
-        fps = "n/a" if row["fps"] is None else f"{row['fps']:.2f}"
-        print(f"{row['model']} @ {row['size'][0]}x{row['size'][1]}, {row['num_classes']} classes, {row['device']}")
-        print(f"  params {row['params_m']:.2f} M   GFLOPs {row['gflops']:.2f}   FPS {fps}")
-        print(f"  not counted by fvcore: {row['skipped_ops']}")
-    return row
-
-
-if __name__ == "__main__":
-    import sys
-
-    from pna.cli import run
-
-    sys.exit(run(main))  # errors as one line; --debug shows the traceback
-
-
 def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[int] = (512, 512),
                   device: str = "cpu", fps_iters: int = 3, num_classes: int | None = None):
     """Params / GFLOPs / FPS of the paper-scale model of each row of a paper table, beside the
     paper's figures (``results/paper_numbers.csv``), as a pandas DataFrame.
 
     Rows default to those of ``table`` for which the paper prints a cost; ``num_classes`` defaults
-    to the table's dataset (21 for VOC). ``scripts/profile_table1.py`` writes it to
-    ``results/profile/table1.csv``; :func:`load_cost_table` reads that file back.
+    to the table's dataset (21 for VOC). ``pna cost --table table1`` writes it to
+    ``results/cost/table1.csv``; :func:`load_cost_table` reads that file back.
     """
     import pandas as pd
 
-    from pna.configs import ROWS
+    from pna.configs import PAPER_DATA, ROWS
     from pna.data import info
-    from pna.results import load_paper_numbers
+    from pna.analysis.paper_numbers import load_paper_numbers
 
     paper = load_paper_numbers()
     paper = paper[(paper["table"] == table) & paper["column"].isin(["params", "GFLOPs", "FPS"])]
@@ -174,7 +130,7 @@ def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[
     lines = []
     for name in rows:
         spec = specs[name]
-        classes = num_classes or info(PAPER_DATASET.get(spec.dataset, spec.dataset)).num_classes
+        classes = num_classes or info(PAPER_DATA[spec.dataset]["dataset"]).num_classes
         measured = profile_model(spec.model, size, classes, device, fps_iters=fps_iters,
                                  warmup=min(3, fps_iters), **spec.overrides)
         theirs = paper[paper["row"] == name].set_index("column")["value"]
@@ -209,9 +165,52 @@ def load_cost_table(table: str, root: str | Path | None = None):
         if path.is_file():
             return pd.read_csv(path)
     raise FileNotFoundError(f"no profile/{table}.csv under {root or results_dir()} or {REPO_ROOT / 'results'}; "
-                            f"run scripts/profile_{table}.py")
+                            f"run `pna cost --table {table}`")
 
 
-# Config dataset key -> the pna.data name whose classes the paper-scale model predicts.
-PAPER_DATASET = {"voc": "voc", "cityscapes": "cityscapes", "deepglobe": "deepglobe",
-                 "trans10k": "trans10k", "cocostuff10k": "cocostuff10k"}
+ALL_MODELS_COLUMNS = ["model", "paper_rows", "backbone", "output_stride", "head", "refine", "aux", "size",
+                      "num_classes", "params_m", "gflops", "device", "skipped_ops", "seconds"]
+
+
+def _paper_rows_of(model: str) -> str:
+    """The printed paper rows (table: method (backbone)) that a registry model stands for."""
+    from pna.configs import ROWS
+
+    return "; ".join(sorted({f"{r.table}: {r.method}" + (f" ({r.printed_backbone})" if r.printed_backbone else "")
+                             for r in ROWS.values() if r.model == model and r.method}))
+
+
+def profile_all_models(names: Sequence[str], out: Path, size: Sequence[int] = (512, 512), device: str = "cpu",
+                       resume: bool = False) -> list[dict]:
+    """Params and GFLOPs (21 classes, eval mode) of each registry model in ``names``, written to
+    ``out`` (atomically) after every model; ``resume`` keeps the models already there (those no
+    longer registered are dropped). FPS is left out: CPU timings say little."""
+    import warnings
+
+    from pna.engine.checkpoint import atomic_write_text
+    from pna.models import MODELS, list_models
+
+    done: dict[str, dict] = {}
+    if resume and out.exists():
+        with out.open(newline="") as f:
+            done = {r["model"]: r for r in csv.DictReader(f) if r["model"] in set(list_models())}
+    warnings.filterwarnings("ignore", message=".*RANDOMLY INITIALISED.*")  # weights do not change counts
+    for name in names:
+        if name in done:
+            continue
+        start = time.perf_counter()
+        row, spec = profile_model(name, size, 21, device, fps_iters=0), MODELS[name]
+        done[name] = {
+            "model": name, "paper_rows": _paper_rows_of(name), "backbone": spec.backbone,
+            "output_stride": spec.output_stride, "head": spec.head, "refine": spec.refine or "", "aux": spec.aux,
+            "size": f"{size[0]}x{size[1]}", "num_classes": 21, "params_m": round(row["params_m"], 3),
+            "gflops": round(row["gflops"], 3), "device": row["device"],
+            "skipped_ops": " ".join(f"{op}:{n}" for op, n in row["skipped_ops"].items()),
+            "seconds": round(time.perf_counter() - start, 1)}
+        print(f"{name:32s} params {done[name]['params_m']:8.2f} M  GFLOPs {done[name]['gflops']:9.2f}", flush=True)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=ALL_MODELS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(done[n] for n in sorted(done))
+        atomic_write_text(buffer.getvalue(), out)
+    return [done[n] for n in sorted(done)]

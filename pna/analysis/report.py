@@ -10,7 +10,7 @@ are never put in one table. Files written:
 
 Example::
 
-    >>> from pna.report import markdown_table
+    >>> from pna.analysis.report import markdown_table
     >>> import pandas as pd
     >>> print(markdown_table(pd.DataFrame({"a": [1.0], "b": ["x"]})))
     | a | b |
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from pna.paths import results_dir
-from pna.results import load_paper_numbers, load_results, ours_beside_paper
+from pna.analysis.paper_numbers import load_paper_numbers, load_results, ours_beside_paper
 
 COST_COLUMNS = {"params_m": "params", "gflops": "GFLOPs", "fps": "FPS"}  # profile CSV -> paper column
 # FPS is only comparable on one device: it is shown as the ratio to this row's FPS on the same device
@@ -47,8 +47,8 @@ def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
 
 
 def _cost_measurements(table: str, root: Path) -> pd.DataFrame:
-    """Params / GFLOPs / FPS we measured (``profile/<table>.csv``, see pna.profile), long format."""
-    from pna.profile import load_cost_table
+    """Params / GFLOPs / FPS we measured (``profile/<table>.csv``, see pna.analysis.cost), long format."""
+    from pna.analysis.cost import load_cost_table
 
     try:
         wide = load_cost_table(table, root)
@@ -74,7 +74,7 @@ def _fps_as_ratio(frame: pd.DataFrame) -> pd.DataFrame:
 
 def fps_note(table: str, root: Path | None = None) -> str:
     """The absolute FPS behind the ratios of ``table``, and the device they were measured on."""
-    from pna.profile import load_cost_table
+    from pna.analysis.cost import load_cost_table
 
     try:
         cost = load_cost_table(table, Path(root or results_dir())).set_index("model")
@@ -142,9 +142,9 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
                       root: str | Path | None = None, table: str = "table1") -> Path:
     """Image, label and P0..P4 of the trained ``row`` on a few validation images."""
     from pna.configs import config_from_dict
-    from pna.experiments import load_run
-    from pna.results import read_result
-    from pna.viz import plot_refinement, predict_stages
+    from pna.analysis.experiments import load_run
+    from pna.engine.records import read_result
+    from pna.analysis.figures import plot_refinement, predict_labels, save_figure
 
     root = Path(root or results_dir())
     record = read_result(table, row, profile, root)
@@ -152,15 +152,15 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
     panels = []
     for index in samples:
         item = dataset[index]
-        panels.append({"image": item["image"], "label": item["label"], "predictions": predict_stages(model, item["image"])})
+        panels.append({"image": item["image"], "label": item["label"], "predictions": predict_labels(model, item["image"])})
     fig = plot_refinement(panels, dataset.palette, class_names=dataset.classes)
-    return _save(fig, root / "figures" / f"refinement_{row}.{profile}.png")
+    return save_figure(fig, root / "figures" / f"refinement_{row}.{profile}.png")
 
 
 def training_curves_figure(profile: str = "smoke", root: str | Path | None = None) -> Path:
     """Training loss against iteration of every run of ``profile`` whose log is still on disk, one
-    panel per table (see :func:`pna.viz.plot_training_curves`)."""
-    from pna.viz import plot_training_curves
+    panel per table (see :func:`pna.analysis.figures.plot_training_curves`)."""
+    from pna.analysis.figures import plot_training_curves, save_figure
 
     root = Path(root or results_dir())
     logs: dict[str, str] = {}
@@ -172,13 +172,4 @@ def training_curves_figure(profile: str = "smoke", root: str | Path | None = Non
             logs[f"{table}/{r['config']['row']}"] = r["log"]
     if not logs:
         raise FileNotFoundError(f"no {profile} training log found from the results in {root}")
-    return _save(plot_training_curves(logs), root / "figures" / f"training_curves.{profile}.png")
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(plot_training_curves(logs), root / "figures" / f"training_curves.{profile}.png")

@@ -1,7 +1,7 @@
 """Thin parts: what a prediction at stride s can reach at best, and how far each stage gets.
 
 A segmentation head at stride ``s`` gives one set of logits per ``s x s`` cell, upsampled
-bilinearly to the image (as :func:`pna.evaluate.predict_stages` does). The *oracle at stride s*
+bilinearly to the image (as :func:`pna.engine.evaluate.predict_stage_logits` does). The *oracle at stride s*
 is the best such prediction built from the labels themselves:
 
 * ``"majority"`` (the definition the smoke goals use): each cell takes its most frequent label,
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pna.metrics import ConfusionMatrix
+from pna.engine.metrics import ConfusionMatrix
 
 THIN_CLASSES = ("stripe", "ring", "speck")  # the synthetic classes a few pixels wide
 STRIDES = (32, 16, 8, 4)
@@ -69,7 +69,7 @@ def oracle_miou(labels: Tensor | np.ndarray, stride: int, num_classes: int, igno
                 batch: int = 16) -> dict:
     """mIoU and per-class IoU (fractions) of the oracle at ``stride`` over labels (N, H, W).
 
-    Returns the :meth:`pna.metrics.ConfusionMatrix.summary` dict (``per_class_iou`` keyed by
+    Returns the :meth:`pna.engine.metrics.ConfusionMatrix.summary` dict (``per_class_iou`` keyed by
     ``class_names``, default the class ids).
     """
     labels = torch.as_tensor(np.asarray(labels)) if isinstance(labels, np.ndarray) else labels
@@ -115,7 +115,7 @@ def per_class_table(metrics: Mapping, classes: Sequence[str] | None = None) -> p
 def thin_class_table(runs: Mapping, thin: Sequence[str] = THIN_CLASSES) -> pd.DataFrame:
     """Thin-class IoU (%) of every run's final stage: one line per run, columns mIoU and ``thin``.
 
-    ``runs`` maps a row name to a :class:`pna.train.RunResult` (or anything with ``.metrics``).
+    ``runs`` maps a row name to a :class:`pna.engine.train.RunResult` (or anything with ``.metrics``).
     """
     lines = {}
     for row, run in runs.items():
@@ -123,13 +123,6 @@ def thin_class_table(runs: Mapping, thin: Sequence[str] = THIN_CLASSES) -> pd.Da
         lines[row] = {"stage": run.metrics["final_stage"], "mIoU": 100 * final["mIoU"],
                       **{c: 100 * final["per_class_iou"][c] for c in thin}}
     return pd.DataFrame.from_dict(lines, orient="index")
-
-
-def highlight_thin(table: pd.DataFrame, thin: Sequence[str] = THIN_CLASSES):
-    """A pandas Styler of ``table`` with the thin-class columns shaded and one decimal."""
-    columns = [c for c in table.columns if c in thin]
-    return (table.style.format("{:.1f}", subset=table.select_dtypes("number").columns)
-            .set_properties(subset=columns, **{"background-color": "#fff2cc", "font-weight": "bold"}))
 
 
 def thin_pixel(label: np.ndarray | Tensor, class_id: int, window: int = 36, margin: int = 16) -> tuple[int, int] | None:

@@ -1,11 +1,11 @@
 """Figures: P0-P4 refinement panels (the paper's Fig. 3), NAM similarity maps, window borders,
-training curves, and the interactive NAM explorer (:func:`explore`). Every plot function returns a
+training curves (the interactive NAM explorer is :mod:`pna.analysis.explorer`). Every plot function returns a
 matplotlib Figure and draws nothing on import.
 
 Example::
 
     >>> import numpy as np
-    >>> from pna.viz import colorize
+    >>> from pna.analysis.figures import colorize
     >>> colorize(np.array([[0, 1], [255, 1]]), [(0, 0, 0), (128, 0, 0)]).shape
     (2, 2, 3)
 """
@@ -48,14 +48,14 @@ def to_display_image(image: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_stages(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+def predict_labels(model: torch.nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every prediction (P0..P4) of a segmentor for one normalised (3, H, W) image, at the image
     size and arg-maxed: ``{"P0": LongTensor (H, W), ...}``."""
-    from pna.evaluate import predict_stages as stage_logits
+    from pna.engine.evaluate import predict_stage_logits
 
     model.eval()
     device = next(model.parameters()).device
-    logits = stage_logits(model, image[None].to(device))
+    logits = predict_stage_logits(model, image[None].to(device))
     return {name: value[0].argmax(0).cpu() for name, value in logits.items()}
 
 
@@ -82,7 +82,7 @@ def plot_refinement(samples: Sequence[Mapping], palette: Sequence[Sequence[int]]
     """One row per sample: image, label, then every stage P0..P4 (the paper's Fig. 3).
 
     Each sample is ``{"image": (3, H, W) normalised, "label": (H, W), "predictions": {stage: (H, W)}}``
-    (``predictions`` as returned by :func:`predict_stages`). With ``class_names`` (e.g.
+    (``predictions`` as returned by :func:`predict_labels`). With ``class_names`` (e.g.
     ``dataset.classes``) a legend below names the colour of each class shown; ``size``: inches per panel."""
     stage_names = list(stage_names or samples[0]["predictions"].keys())
     fig, axes = _figure(len(samples), 2 + len(stage_names), size=size)
@@ -125,28 +125,6 @@ def neighbourhood_map(attn: torch.Tensor, pixel: tuple[int, int], kernel_size: i
     full = attn.new_zeros(heads, height, width)
     full[:, top : top + win_h, left : left + win_w] = attn[:, y, x].reshape(heads, win_h, win_w)
     return full
-
-
-def plot_similarity(image: torch.Tensor, attn: torch.Tensor, pixel: tuple[int, int], kernel_size: int, title: str = ""):
-    """The similarity weights of one query pixel, one panel per head, over the image.
-
-    ``pixel`` is given in the attention map's coordinates (stride of that stage)."""
-    maps = neighbourhood_map(attn, pixel, kernel_size)
-    heads = maps.shape[0]
-    picture = to_display_image(image)
-    fig, axes = _figure(1, heads + 1, size=2.4)
-    axes[0, 0].imshow(picture)
-    scale_y, scale_x = picture.shape[0] / maps.shape[1], picture.shape[1] / maps.shape[2]
-    axes[0, 0].plot((pixel[1] + 0.5) * scale_x, (pixel[0] + 0.5) * scale_y, "r+", markersize=12, mew=2)
-    axes[0, 0].set_title(title or "query pixel")
-    extent = (0, picture.shape[1], picture.shape[0], 0)
-    for h in range(heads):
-        ax = axes[0, h + 1]
-        ax.imshow(picture, alpha=0.5)
-        ax.imshow(maps[h].cpu().numpy(), cmap="magma", alpha=0.7, extent=extent, interpolation="nearest")
-        ax.set_title(f"head {h}")
-    fig.tight_layout()
-    return fig
 
 
 def plot_similarity_stages(image: torch.Tensor, attention: Mapping[str, torch.Tensor], pixel: tuple[int, int],
@@ -239,10 +217,11 @@ def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss", colu
     return fig
 
 
-def explore(model: torch.nn.Module, dataset, **options):
-    """The interactive NAM explorer of ``model`` over ``dataset`` (:class:`pna.explorer.NAMExplorer`,
-    needs ipywidgets): click a pixel, see its L x L similarity weights per head and stage. Options:
-    ``index``, ``stage``, ``head``, ``pixel`` (row, col), ``palette``, ``classes``."""
-    from pna.explorer import NAMExplorer
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (folders created) and close it."""
+    import matplotlib.pyplot as plt
 
-    return NAMExplorer(model, dataset, **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path

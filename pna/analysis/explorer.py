@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from pna.viz import colorize, to_display_image, window_origin
+from pna.analysis.figures import colorize, to_display_image, window_origin
 
 MIN_DISPLAY = 256  # small images are shown enlarged (by the browser) to at least this many pixels
 WEIGHT_CELL = 28   # pixels per window slot in the weights view
@@ -107,7 +107,7 @@ class NAMExplorer:
     # ---- data: computed once per image --------------------------------------------------------
     @torch.no_grad()
     def _load(self, index: int) -> None:
-        from pna.viz import predict_stages
+        from pna.analysis.figures import predict_labels
 
         item = self.dataset[index]
         image = item["image"]
@@ -117,7 +117,7 @@ class NAMExplorer:
             "index": index, "size": tuple(image.shape[-2:]), "picture": to_display_image(image),
             "label": item.get("label"),
             "attention": {s: a[0].float().cpu().numpy() for s, a in attention.items()},  # (heads, h, w, L*L)
-            "predictions": {s: p.numpy() for s, p in predict_stages(self.model, image).items()},
+            "predictions": {s: p.numpy() for s, p in predict_labels(self.model, image).items()},
         }
 
     def heads(self, stage: str | None = None) -> int:
@@ -328,3 +328,9 @@ class NAMExplorer:
         finally:
             c["busy"] = False
 
+
+def explore(model: torch.nn.Module, dataset, **options):
+    """The interactive NAM explorer of ``model`` over ``dataset`` (:class:`NAMExplorer`,
+    needs ipywidgets): click a pixel, see its L x L similarity weights per head and stage. Options:
+    ``index``, ``stage``, ``head``, ``pixel`` (row, col), ``palette``, ``classes``."""
+    return NAMExplorer(model, dataset, **options)

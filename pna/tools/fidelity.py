@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from pna.configs import ROWS, load_config
-from pna.configs.authors import AUTHORS, ROW_SETTINGS, AuthorsSetting
+from pna.configs.authors import AUTHORS, AuthorsSetting
 
 # Fields compared only on rows the authors shipped (a quoted baseline has its own architecture).
 MODEL_FIELDS = ("backbone", "stem", "output_stride", "res5_dilations", "head", "head_channels",
@@ -125,7 +125,7 @@ def expected_res5_dilations(s: AuthorsSetting, output_stride: int) -> tuple[int,
 
 def resolved(config_name: str) -> dict:
     """The paper profile's settings of one row, read from what it builds."""
-    from pna.build import build_train_transform_of
+    from pna.engine.build import build_train_transform_of
     from pna.data.photometric import PhotometricDistortion
     from pna.data.transforms import CategoryAreaCrop, RandomRescale, RandomShortSideResize
     from pna.models import SegmentationLoss, get_spec
@@ -162,9 +162,9 @@ def resolved(config_name: str) -> dict:
 def authors(config_name: str, output_stride: int | None = None) -> dict:
     """The authors' values of the same fields (SPEC terms mapped to ours). A quoted baseline's
     res5 dilations follow its own ``output_stride`` under the authors' convention."""
-    row = ROW_SETTINGS[config_name]
+    row = ROWS[config_name]
     s: AuthorsSetting = AUTHORS[row.setting]
-    stride = s.output_stride if row.shipped or output_stride is None else output_stride
+    stride = s.output_stride if row.basis != "inferred" or output_stride is None else output_stride
     return {**{f: getattr(s, f) for f in MODEL_FIELDS + TRAINING_FIELDS if hasattr(s, f)},
             "batch": s.batch_per_gpu * s.gpus, "photometric": "no channel swap",
             "scale_base": tuple(sorted(s.scale_base)) if s.scale_base else None,
@@ -182,7 +182,7 @@ def _same(ours: Any, theirs: Any, field: str) -> bool:
 
 
 def compared_fields(config_name: str) -> tuple[str, ...]:
-    return (MODEL_FIELDS if ROW_SETTINGS[config_name].shipped else ()) + TRAINING_FIELDS
+    return (MODEL_FIELDS if ROWS[config_name].basis != "inferred" else ()) + TRAINING_FIELDS
 
 
 def differences(config_name: str) -> list[Difference]:
@@ -224,7 +224,7 @@ def report_markdown() -> str:
              "authors' convention (MMSeg contract dilation, Detectron2 multi-grid) at that row's own stride.", ""]
     unexplained, explained = [], []
     for key in AUTHORS:
-        rows = [n for n, r in ROW_SETTINGS.items() if r.setting == key]
+        rows = [n for n, r in ROWS.items() if r.setting == key]
         lines += [f"## {key} ({AUTHORS[key].branch})", "", "| field | authors | " + " | ".join(
             f"`{n.split('/')[1]}`" for n in rows) + " |", "|---" * (len(rows) + 2) + "|"]
         per_row = {}
@@ -242,7 +242,7 @@ def report_markdown() -> str:
                 else:
                     cells.append("=")
             lines.append(f"| {field} | {_fmt(per_row[rows[0]][1][field])} | " + " | ".join(cells) + " |")
-        notes = [f"- `{n}`: {ROW_SETTINGS[n].note}" for n in rows if ROW_SETTINGS[n].note]
+        notes = [f"- `{n}`: {ROWS[n].note}" for n in rows if ROWS[n].note]
         lines += [""] + notes + ([""] if notes else [])
         for n in rows:
             for d in per_row[n][2].values():

@@ -1,0 +1,60 @@
+"""Train one paper-table row (or load its finished run) and write its results JSON.
+
+    pna train --config voc/fcn_r50_os32_pna [--profile smoke|paper] [--set KEY=VALUE]... [--out DIR]
+    torchrun --nproc_per_node=4 -m pna train --config ... --profile paper --weights /weights
+
+Every ``--set`` counts (repeat it, or give several pairs after one); an unknown key is an error
+naming the valid keys. Finished runs are cached by config hash under ``runs/``.
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train one table row (single process or under torchrun)"
+
+
+def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]``, repeatable: every pair of every ``--set`` is kept."""
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"config override, repeatable; e.g. {example}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help='a row, e.g. "voc/fcn_r50_os32_pna" (pna.configs.list_configs())')
+    parser.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    add_overrides(parser, "--set optim.lr=2e-4 --set train.iters=100")
+    parser.add_argument("--out", help="run directory (default: runs/<model>-<profile>-<hash>)")
+    parser.add_argument("--results-dir", help="where the results JSON goes (default: results/)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run and its results JSON")
+    parser.add_argument("--no-reuse", action="store_true", help="do not load a finished run of the same config")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="ImageNet weights of the backbone: a file, or a folder holding them under their "
+                             "documented names (README, 'Pretrained weights')")
+    parser.add_argument("--allow-random-init", action="store_true",
+                        help="paper profile: train a backbone without pretrained weights instead of refusing")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="train at most N iterations in this call, then save the resume state and exit "
+                             "(continue later with the same command)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pna.configs import load_config
+    from pna.engine import distributed as dist
+    from pna.engine.build import with_weights
+    from pna.engine.train import train
+
+    cfg = load_config(args.config, args.profile, args.set)
+    cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
+    try:
+        result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
+                       results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
+        if result.finished and dist.is_main():
+            stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
+            print(f"mIoU (%): {stages}")
+            if result.result_path:
+                print(f"results: {result.result_path}")
+    finally:
+        dist.cleanup()
+    return 0

@@ -1,0 +1,97 @@
+"""The record of a run: its results JSON with provenance, written and read back.
+
+Each training run writes ``results/<table>/<row>.<profile>.json``: per-stage metrics plus where the
+numbers come from (config and hash, seed, git commit and dirty flag, torch, device, world size,
+effective batch, dataset sizes, iterations, wall time).
+
+Example::
+
+    >>> result_path("table1", "fcn_r50_os32", "smoke", Path("results")).as_posix()
+    'results/table1/fcn_r50_os32.smoke.json'
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from pna.engine.checkpoint import atomic_write_json
+from pna.paths import REPO_ROOT, results_dir
+
+
+def git_state(repo: Path = REPO_ROOT) -> dict:
+    """The commit of the working tree and whether it has uncommitted changes (None outside git)."""
+    def run(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def provenance(cfg, cfg_hash: str, device: torch.device | str, world_size: int,
+               dataset_sizes: dict, iterations: int, wall_time_s: float) -> dict:
+    """Everything needed to tell where a number comes from."""
+    return {
+        "config_name": cfg.name,
+        "config": cfg.to_dict(),
+        "config_hash": cfg_hash,
+        "profile": cfg.profile,
+        "seed": cfg.train.seed,
+        **git_state(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(torch.device(device)),
+        "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "effective_batch": cfg.train.batch_size,
+        "batch_per_process": cfg.train.batch_size // world_size,
+        "dataset_sizes": dataset_sizes,
+        "iterations": iterations,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+
+
+def result_path(table: str, row: str, profile: str, root: Path | None = None) -> Path:
+    return Path(root or results_dir()) / table / f"{row}.{profile}.json"
+
+
+def read_result(table: str, row: str, profile: str, root: Path | None = None) -> dict:
+    """The record of one trained row; FileNotFoundError naming the file and the run to make it."""
+    path = result_path(table, row, profile, root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
+    return json.loads(path.read_text())
+
+
+def write_result(record: dict, root: Path | None = None, overwrite: bool = False) -> Path:
+    """Write a run's record atomically to ``<root>/<table>/<row>.<profile>.json``.
+
+    An existing file from a different config (another hash) is kept unless ``overwrite=True``;
+    one from the same config is replaced (the same run, written again).
+    """
+    cfg = record["config"]
+    path = result_path(cfg["table"], cfg["row"], cfg["profile"], root)
+    if path.exists() and not overwrite:
+        old = json.loads(path.read_text())
+        if old.get("config_hash") != record["config_hash"]:
+            raise FileExistsError(
+                f"{path} holds the result of another config (hash {str(old.get('config_hash'))[:10]}, "
+                f"this run {record['config_hash'][:10]}); pass overwrite=True (--overwrite) to replace it")
+    atomic_write_json(record, path)
+    return path
