@@ -96,6 +96,11 @@ class TrainConfig:
     workers: int = field(default_factory=lambda: default_workers())  # data-loader processes
     syncbn: bool = True                 # only used when world size > 1
     device: str = "auto"                # auto | cpu | cuda
+    # CUDA: torch.use_deterministic_algorithms + cuDNN without benchmarking (pna.engine.train);
+    # slower (no cuDNN autotuning, deterministic scatter/index kernels) and it warns where no
+    # deterministic kernel exists (bilinear interpolation backward): the run is then not bitwise
+    # reproducible and says so
+    deterministic: bool = False
 
 
 @dataclass
@@ -128,7 +133,7 @@ class Config:
 
 # Fields that change how a run executes but not what it computes; left out of the hash so that
 # a trained model is shared whatever the number of loader workers or the logging cadence.
-_NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"),
+_NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"), ("train", "deterministic"),
                ("model", "allow_random_init")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.

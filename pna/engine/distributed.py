@@ -64,6 +64,15 @@ def mean_scalar(value: float, device: torch.device) -> float:
     return float(tensor) / world_size()
 
 
+def gather_objects(obj) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process)."""
+    if not is_initialized():
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def broadcast_object(obj):
     """Rank 0's `obj` on every rank."""
     if not is_initialized():

@@ -1,7 +1,14 @@
 """The training loop of one table row (``pna train``, :mod:`pna.cli.train`).
 
 Iteration-based AdamW + poly training of one table row, with periodic evaluation, atomic
-checkpoints, exact resumption (``--resume``), DDP under torchrun, and a results JSON at the end.
+checkpoints, resumption (``--resume``), DDP under torchrun, and a results JSON at the end.
+
+What a resume restores exactly: the model, optimiser, scheduler and grad-scaler state, the data
+position and every sample's augmentation (seeded by (seed, epoch, index), :mod:`pna.engine.loader`),
+and each rank's random generators (torch, CUDA, numpy, python: saved per rank) when the world size is
+the one that saved the checkpoint. A resumed CPU run continues bit for bit (tested); on CUDA, kernels
+that are not deterministic (atomics in convolution and interpolation backward) make two runs differ in
+the last bits unless ``train.deterministic`` is set.
 Finished runs are cached by config hash under ``runs/``: training the same config again loads it.
 
 Example::
@@ -14,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -58,10 +66,29 @@ class RunResult:
         return self.metrics["stages"][stage or self.metrics["final_stage"]]["mIoU"]
 
 
+# Re-seeding on a resume with another world size: a prime stride keeps the streams of different
+# (rank, iteration) pairs apart.
+RESEED_STRIDE = 7919
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)
     random.seed(seed)
+
+
+def make_deterministic(device: torch.device) -> None:
+    """Deterministic kernels for this process (``train.deterministic``). On CUDA: cuBLAS's fixed
+    workspace, cuDNN without autotuning, ``torch.use_deterministic_algorithms`` with a warning (not an
+    error) where an op has no deterministic kernel. CPU kernels used here are deterministic already."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    _announce("train.deterministic: deterministic CUDA kernels (slower: no cuDNN autotuning; ops without "
+              "a deterministic kernel warn and stay non-deterministic)")
 
 
 class Trainer:
@@ -98,17 +125,23 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        if dist.rank() == 0:
-            set_rng_state(ckpt["rng"])
-        else:  # only rank 0's generators are stored; the others restart from a derived seed
-            seed_everything(self.cfg.train.seed + dist.rank() + 7919 * ckpt["iteration"])
+        states = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        if len(states) == self.world:  # every rank continues its own generators: the resume is exact
+            set_rng_state(states[dist.rank()])
+        else:  # another world size: the data and its augmentation are still exact (seeded per sample,
+            # pna.engine.loader); the model's own random draws (dropout, drop path) restart from a derived seed
+            print(f"resuming a run saved by {len(states)} process(es) with {self.world}: random generators "
+                  "re-seeded (data order unchanged)", flush=True)
+            seed_everything(self.cfg.train.seed + dist.rank() + RESEED_STRIDE * ckpt["iteration"])
         self.iteration, self.elapsed = ckpt["iteration"], ckpt["elapsed_s"]
 
     def _save_last(self) -> None:
+        states = dist.gather_objects(rng_state())  # every rank's generators, in rank order
         if dist.is_main():
             atomic_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                         "rng": rng_state(), "iteration": self.iteration, "elapsed_s": self.elapsed,
+                         "rng": states[0], "rng_per_rank": states, "iteration": self.iteration,
+                         "elapsed_s": self.elapsed,
                          "config": self.cfg.to_dict(), "config_hash": self.hash,
                          "world_size": self.world}, self.run.last)
         dist.barrier()
@@ -194,6 +227,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     `resume` or `reuse`. Nothing finished is replaced without `overwrite`.
     """
     device = dist.init_from_env(cfg.train.device)
+    if cfg.train.deterministic:
+        make_deterministic(device)
     cfg_hash = config_hash(cfg)
     run = RunDir(out_dir or default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
     action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
