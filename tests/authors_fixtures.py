@@ -1,4 +1,4 @@
-"""State dicts in the authors' two formats, generated from the key/shape facts (AUTHORS_CHECKPOINTS.md,
+"""State dicts in the authors' two formats, generated from the key/shape facts (docs/authors_checkpoints.md,
 mmseg's and Detectron2's module names), with the place each tensor must land in our model.
 
 Every generator returns rows ``(their key, shape, our key)``; :func:`fill` draws random values. These

@@ -1,5 +1,5 @@
-"""Stage equivalence: the authors' PNA head, re-implemented here from the facts (AUTHORS_CHECKPOINTS.md,
-SPEC.md) with their module names, and our refinement holding the converted weights give the same
+"""Stage equivalence: the authors' PNA head, re-implemented here from the facts (docs/authors_checkpoints.md,
+docs/architecture.md) with their module names, and our refinement holding the converted weights give the same
 P1..P4 in float64 (1e-10), for both branches' layouts (MMSeg levels pna3..pna0 with embedding
 biases; Detectron2 levels res2..res5 without, with and without SAM)."""
 import math
@@ -75,7 +75,7 @@ class TransformerBlock(nn.Module):  # SAM
 
 
 def window_start(i, n, window):
-    """NATTEN: the window is shifted inward at the borders, never padded (SPEC)."""
+    """NATTEN: the window is shifted inward at the borders, never padded (docs/architecture.md)."""
     r = window // 2
     return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 

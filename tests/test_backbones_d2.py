@@ -1,4 +1,4 @@
-"""Detectron2 DeepLab R-52 / R-103 (``resnet52`` / ``resnet103``) against SPEC "Per-row settings":
+"""Detectron2 DeepLab R-52 / R-103 (``resnet52`` / ``resnet103``) against the audit (docs/authors_audit.csv):
 stem 64-64-128 then max pool, res2 input 128 channels, stride in the 3x3 conv, blocks 3-4-6-3 /
 3-4-23-3, res5 multi-grid (1, 2, 4) at every output stride (OS16: stride 1, dilations 2 x (1, 2, 4))."""
 import warnings

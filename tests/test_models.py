@@ -59,7 +59,7 @@ def test_real_resnet50c_pna_table1_params_and_shapes():
     assert all(o.shape[1] == 21 for o in outputs.values())
 
 
-# Stage strides and dilations (SPEC "Backbones"); a dilated stage's first block uses the previous
+# Stage strides and dilations (docs/architecture.md, "Backbones"); a dilated stage's first block uses the previous
 # dilation (mmseg contract_dilation=True), which timm's output_stride does.
 @pytest.mark.parametrize("output_stride,stage_strides,stage_dilations", [
     (32, (1, 2, 2, 2), (1, 1, 1, 1)), (16, (1, 2, 2, 1), (1, 1, 1, 2)), (8, (1, 2, 1, 1), (1, 1, 2, 4))])

@@ -15,7 +15,7 @@ CASES = [(3, 5, 6), (5, 7, 5), (7, 9, 8), (9, 10, 11), (3, 1, 7), (5, 1, 4), (9,
 
 
 def spec_start(i: int, n: int, kernel_size: int) -> int:
-    """SPEC's window start, with the documented extension: a map shorter than L uses the whole axis."""
+    """NATTEN's window start (docs/architecture.md), with the documented extension: a map shorter than L uses the whole axis."""
     if n < kernel_size:
         return 0
     r = kernel_size // 2

@@ -7,7 +7,7 @@ import torch
 
 from pna.analysis.thin import (
     find_thin_pixel, oracle_miou, oracle_prediction, oracle_table, per_class_table, plot_thin_classes,
-    thin_class_table, thin_pixel, window_share, window_share_table,
+    thin_pixel, window_share, window_share_table,
 )
 
 
@@ -72,8 +72,7 @@ def test_tables_of_runs():
     stages = per_class_table(run.metrics)
     assert list(stages.index) == ["P0", "P1"] and stages.loc["P1", "stripe"] == 50.0
     assert np.isnan(stages.loc["P0", "speck"])
-    thin = thin_class_table({"row": run})
-    assert thin.loc["row", "stage"] == "P1" and thin.loc["row", "ring"] == 60.0
+    assert stages.loc["P1", "ring"] == 60.0 and stages.loc["P1", "mIoU"] == 100 * run.metrics["stages"]["P1"]["mIoU"]
 
 
 def test_find_thin_pixel_walks_the_samples_and_names_missing_classes():

@@ -2,7 +2,7 @@
 
 Each test writes a state dict in a format's own key names, shapes and container (random values) and
 checks the backbone tensor each file key must land in (the key tables below are the formats' facts:
-SPEC "Per-row settings", AUTHORS_CHECKPOINTS.md).
+docs/authors_audit.csv, docs/authors_checkpoints.md).
 """
 import pickle
 import re
@@ -105,7 +105,7 @@ def d2_state(net):
 
 
 def d2_target(key):
-    """Where a Detectron2 key belongs in timm's ResNet (AUTHORS_CHECKPOINTS.md, Detectron2 branch)."""
+    """Where a Detectron2 key belongs in timm's ResNet (docs/authors_checkpoints.md, Detectron2 branch)."""
     stem = re.fullmatch(r"(stem\.conv\d(?:\.norm)?)\.(\w+)", key)
     if stem:
         return f"{D2_STEM[stem[1]]}.{stem[2]}"

@@ -19,6 +19,8 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from pna.engine.records import stage_scores
+
 SLACK = 0.01  # "non-decreasing" tolerates 1 point of mIoU between consecutive stages
 
 
@@ -76,11 +78,9 @@ def reaches(row: str, miou: float) -> Claim:
 
 def thin_classes(row: str, baseline: str, floor: float, classes: Sequence[str]) -> Claim:
     def check(runs):
-        ours = {k: v or 0.0 for k, v in runs[row].metrics["stages"]["P4"]["per_class_iou"].items()}
-        final = runs[baseline].metrics["final_stage"]
-        base = {k: v or 0.0 for k, v in runs[baseline].metrics["stages"][final]["per_class_iou"].items()}
-        ok = all(ours[c] >= floor and ours[c] > base[c] for c in classes)
-        return ok, ", ".join(f"{c} {_pct(ours[c])} (vs {_pct(base[c])})" for c in classes)
+        ours, base = stage_scores(runs[row].metrics, "P4"), stage_scores(runs[baseline].metrics)
+        ok = all(ours[c] >= 100 * floor and ours[c] > base[c] for c in classes)  # NaN (undefined) fails
+        return ok, ", ".join(f"{c} {ours[c]:.1f} (vs {base[c]:.1f})" for c in classes)
     return Claim(f"{row}: each thin class >= {_pct(floor)}% IoU at P4 and above {baseline}", (row, baseline), check,
                  synthetic_only=True)
 

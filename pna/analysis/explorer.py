@@ -29,50 +29,17 @@ Example::
 from __future__ import annotations
 
 import html
-import io
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from pna.analysis.figures import colorize, to_display_image, window_origin
+from pna.analysis.pictures import colormap, encode, enlarge, outline
 
 MIN_DISPLAY = 256  # small images are shown enlarged (by the browser) to at least this many pixels
 WEIGHT_CELL = 28   # pixels per window slot in the weights view
 FORMATS = {"image": "jpeg", "prediction": "png", "weights": "png"}  # the three pictures, left to right
-
-
-def _colormap(values: np.ndarray, name: str = "magma") -> np.ndarray:
-    """Floats in [0, 1] -> RGB uint8 through a matplotlib colormap (a table lookup, no figure)."""
-    from matplotlib import colormaps
-
-    table = (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    return table[np.clip(values * 255, 0, 255).astype(np.int64)]
-
-
-def _encode(rgb: np.ndarray, format: str = "png") -> bytes:
-    """PNG for flat colours (predictions, weights); JPEG for the photograph, a fifth of the PNG's size
-    (an executed notebook stores the explorer's first view)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    options = {"quality": 80} if format == "jpeg" else {"compress_level": 6}
-    Image.fromarray(rgb).save(buffer, format=format.upper(), **options)
-    return buffer.getvalue()
-
-
-def _enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
-    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
-def _outline(rgb: np.ndarray, top: int, left: int, bottom: int, right: int, colour, width: int = 2) -> None:
-    """Draw a rectangle's border (rows top..bottom-1, cols left..right-1) into ``rgb`` in place."""
-    h, w = rgb.shape[:2]
-    top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, h), min(right, w)
-    rgb[top:min(top + width, bottom), left:right] = colour
-    rgb[max(bottom - width, top):bottom, left:right] = colour
-    rgb[top:bottom, left:min(left + width, right)] = colour
-    rgb[top:bottom, max(right - width, left):right] = colour
 
 
 class NAMExplorer:
@@ -175,18 +142,18 @@ class NAMExplorer:
         heat = spread[rows][:, cols]
         inside = np.zeros(heat.shape, dtype=bool)
         inside[window[0]:window[2], window[1]:window[3]] = True
-        blended = np.where(inside[..., None], 0.45 * picture + 0.55 * _colormap(heat), 0.5 * picture)
+        blended = np.where(inside[..., None], 0.45 * picture + 0.55 * colormap(heat), 0.5 * picture)
         image = blended.astype(np.uint8)
 
         prediction = colorize(self._loaded["predictions"][self.stage], self.palette)
         for rgb in (image, prediction):
-            _outline(rgb, *window, colour=(0, 230, 255), width=1)
-            _outline(rgb, *cell, colour=(255, 40, 40), width=1)
+            outline(rgb, *window, colour=(0, 230, 255), width=1)
+            outline(rgb, *cell, colour=(255, 40, 40), width=1)
 
-        grid = _enlarge(_colormap(view["weights"] / scale), WEIGHT_CELL)
+        grid = enlarge(colormap(view["weights"] / scale), WEIGHT_CELL)
         cy, cx = view["cell"]
         qy, qx = (cy - top) * WEIGHT_CELL, (cx - left) * WEIGHT_CELL
-        _outline(grid, qy, qx, qy + WEIGHT_CELL, qx + WEIGHT_CELL, colour=(255, 40, 40), width=2)
+        outline(grid, qy, qx, qy + WEIGHT_CELL, qx + WEIGHT_CELL, colour=(255, 40, 40), width=2)
         return {"image": image, "prediction": prediction, "weights": grid}
 
     def describe(self, view: dict | None = None) -> str:
@@ -317,7 +284,7 @@ class NAMExplorer:
             c["row"].max, c["col"].max = height - 1, width - 1
             c["row"].value, c["col"].value = self.pixel
             for name, rgb in self.render().items():
-                c[name].value = _encode(rgb, FORMATS[name])
+                c[name].value = encode(rgb, FORMATS[name])
                 c[name].layout.width = f"{rgb.shape[1] * (self.display_scale() if name != 'weights' else 1)}px"
             _, _, win_h, win_w = self.view["window"]
             parts = ["<b>image</b>: window (cyan), query (red)", f"<b>prediction {self.stage}</b>",
@@ -327,10 +294,3 @@ class NAMExplorer:
                                f"{self.describe()}</div>")
         finally:
             c["busy"] = False
-
-
-def explore(model: torch.nn.Module, dataset, **options):
-    """The interactive NAM explorer of ``model`` over ``dataset`` (:class:`NAMExplorer`,
-    needs ipywidgets): click a pixel, see its L x L similarity weights per head and stage. Options:
-    ``index``, ``stage``, ``head``, ``pixel`` (row, col), ``palette``, ``classes``."""
-    return NAMExplorer(model, dataset, **options)

@@ -11,7 +11,7 @@ is the best such prediction built from the labels themselves:
   encode any mixture, not only one class).
 
 Thin classes (a few pixels wide) vanish at stride 32 and survive at stride 4; the per-stage IoU
-of a refinement model can be read beside these bounds (:func:`thin_class_table`,
+of a refinement model can be read beside these bounds (:func:`per_class_table`,
 :func:`plot_thin_classes`).
 
 Example:
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pna.engine.metrics import ConfusionMatrix
+from pna.engine.records import stage_scores
 
 THIN_CLASSES = ("stripe", "ring", "speck")  # the synthetic classes a few pixels wide
 STRIDES = (32, 16, 8, 4)
@@ -100,29 +101,10 @@ def oracle_table(labels: Tensor, class_names: Sequence[str], strides: Sequence[i
     return pd.DataFrame(lines).set_index("stride")
 
 
-def per_class_table(metrics: Mapping, classes: Sequence[str] | None = None) -> pd.DataFrame:
+def per_class_table(metrics: Mapping) -> pd.DataFrame:
     """IoU (%) per stage and class of one run's metrics (``RunResult.metrics``): stages as lines."""
-    stages = metrics["stages"]
-    lines = {}
-    for stage, m in stages.items():
-        ious = m["per_class_iou"]
-        names = list(classes or ious)
-        lines[stage] = {"mIoU": 100 * m["mIoU"],
-                        **{c: (100 * ious[c] if ious.get(c) is not None else float("nan")) for c in names}}
-    return pd.DataFrame.from_dict(lines, orient="index")
-
-
-def thin_class_table(runs: Mapping, thin: Sequence[str] = THIN_CLASSES) -> pd.DataFrame:
-    """Thin-class IoU (%) of every run's final stage: one line per run, columns mIoU and ``thin``.
-
-    ``runs`` maps a row name to a :class:`pna.engine.train.RunResult` (or anything with ``.metrics``).
-    """
-    lines = {}
-    for row, run in runs.items():
-        final = run.metrics["stages"][run.metrics["final_stage"]]
-        lines[row] = {"stage": run.metrics["final_stage"], "mIoU": 100 * final["mIoU"],
-                      **{c: 100 * final["per_class_iou"][c] for c in thin}}
-    return pd.DataFrame.from_dict(lines, orient="index")
+    lines = {stage: stage_scores(metrics, stage) for stage in metrics["stages"]}
+    return pd.DataFrame.from_dict(lines, orient="index").drop(columns="stage")
 
 
 def thin_pixel(label: np.ndarray | Tensor, class_id: int, window: int = 36, margin: int = 16) -> tuple[int, int] | None:
@@ -206,8 +188,7 @@ def plot_thin_classes(run, oracle: pd.DataFrame, baselines: Mapping | None = Non
         if all(s in oracle.index for s in strides):
             ax.plot(x, [oracle.loc[s, cls] for s in strides], "s--", color="grey", label="oracle at the stride")
         for (row, base), colour in zip((baselines or {}).items(), ("tab:red", "tab:orange", "tab:green", "tab:purple")):
-            final = base.metrics["stages"][base.metrics["final_stage"]]["per_class_iou"][cls]
-            ax.axhline(100 * final, ls=":", color=colour, label=row)
+            ax.axhline(stage_scores(base.metrics)[cls], ls=":", color=colour, label=row)
         ax.set_xticks(list(x), [f"{n}\n/{s}" for n, s in zip(names, strides)])
         ax.set_title(cls)
         ax.set_ylim(0, 100)

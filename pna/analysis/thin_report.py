@@ -26,7 +26,7 @@ from typing import Sequence
 import pandas as pd
 
 from pna.paths import results_dir
-from pna.engine.records import read_result, result_path
+from pna.engine.records import read_result, result_path, stage_scores
 from pna.analysis.thin import THIN_CLASSES, dataset_labels, oracle_table, plot_thin_classes
 
 
@@ -47,11 +47,7 @@ def rows_per_class_table(table: str, profile: str = "smoke", root: str | Path | 
     lines = {}
     for path in sorted((root / table).glob(f"*.{profile}.json")):
         record = json.loads(path.read_text())
-        metrics = record["metrics"]
-        final = metrics["stages"][metrics["final_stage"]]
-        lines[record["config"]["row"]] = {
-            "stage": metrics["final_stage"], "mIoU": 100 * final["mIoU"],
-            **{c: (100 * v if v is not None else float("nan")) for c, v in final["per_class_iou"].items()}}
+        lines[record["config"]["row"]] = stage_scores(record["metrics"])
     if not lines:
         raise FileNotFoundError(f"no {profile} results of {table} in {root}: run its notebook first")
     frame = pd.DataFrame.from_dict(lines, orient="index")

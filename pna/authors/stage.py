@@ -4,7 +4,7 @@ Their head keeps one entry per backbone level in four ModuleDicts (``patch_embed
 ``stages``, ``conv_seg_layers``) keyed by a level name: ``pna3..pna0`` in MMSeg, ``res5..res2`` in
 Detectron2, both processed from res5 down to res2. Our ``refine.stages.0..3`` run in that same order
 (res5 first), so the level name picks our stage index. Within a stage no weight is permuted: their
-fused q/k projection, SAM's qkv and the bias table use our head-major layouts (AUTHORS_CHECKPOINTS.md).
+fused q/k projection, SAM's qkv and the bias table use our head-major layouts (``docs/authors_checkpoints.md``).
 
 Example:
     >>> rename = pna_rename(lambda level: {"res5": 0, "res2": 3}.get(level))

@@ -1,5 +1,5 @@
-"""The authors' per-row training settings, as SPEC.md ("Per-row settings in the authors' configs")
-records them from their shipped config files: the one place the paper profile is built from.
+"""The authors' per-row training settings, as the audit of their shipped config files records them
+(``docs/authors_audit.csv``): the one place the paper profile is built from.
 
 Two code bases trained the paper's rows: ``mm`` (MMSegmentation 0.27: VOC, COCO-Stuff 10k) and
 ``d2`` (Detectron2: Cityscapes, DeepGlobe, Trans10k). :data:`AUTHORS` holds one

@@ -95,3 +95,20 @@ def write_result(record: dict, root: Path | None = None, overwrite: bool = False
                 f"this run {record['config_hash'][:10]}); pass overwrite=True (--overwrite) to replace it")
     atomic_write_json(record, path)
     return path
+
+
+def stage_scores(metrics: dict, stage: str | None = None) -> dict:
+    """One stage (default: the final one) of a run's metrics as percentages: ``{"stage", "mIoU",
+    <class>: IoU %}``, NaN for a class whose IoU is undefined (absent from labels and predictions).
+
+    Example:
+        >>> metrics = {"final_stage": "P1", "stages": {"P0": {"mIoU": 0.5, "per_class_iou": {"a": 0.5, "b": None}},
+        ...            "P1": {"mIoU": 0.75, "per_class_iou": {"a": 0.75, "b": None}}}}
+        >>> line = stage_scores(metrics)
+        >>> line["stage"], line["mIoU"], line["a"], line["b"] != line["b"]
+        ('P1', 75.0, 75.0, True)
+    """
+    stage = stage or metrics["final_stage"]
+    scores = metrics["stages"][stage]
+    return {"stage": stage, "mIoU": 100 * scores["mIoU"],
+            **{c: float("nan") if v is None else 100 * v for c, v in scores["per_class_iou"].items()}}

@@ -42,7 +42,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-# Tables 3-7 (and Table 1's FPN + PointRend). The authors trained two code bases (SPEC "Per-row
+# Tables 3-7 (and Table 1's FPN + PointRend). The authors trained two code bases (docs/authors_audit.csv, "per-row
 # settings"), and a row's model follows the code base of its dataset:
 # - MMSeg rows (VOC, COCO-Stuff 10k): ResNetV1c (deep stem 32-32-64), MMSeg heads (BatchNorm,
 #   dropout 0.1), PNA embeddings with bias, auxiliary FCN on res4. DeepLabV3 and PSP at output

@@ -16,17 +16,11 @@ Works on any device (plain torch ops); on CUDA the flex path is preferred for ``
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import torch
 from torch.autograd.function import once_differentiable
 
+from .common import compute_dtype, quiet_tracer
 from .window import chunk_row_pieces, neighbour_index, relative_bias, row_pieces
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 # Elements of x per block: small enough to stay in cache across the Lh * Lw slots, large enough
@@ -122,16 +116,6 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1)
 
 
-@contextlib.contextmanager
-def _quiet_tracer():
-    """Silence jit TracerWarnings inside the Functions: in a trace (fvcore FLOP counting) they are
-    opaque ``prim::PythonOp`` nodes whose shape-dependent Python loops rerun on every call."""
-    with warnings.catch_warnings():
-        if torch.jit.is_tracing():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        yield
-
-
 def _as_groups(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``(B, h, H, W, C) -> (B * h, H, W, C)`` contiguous, in the working dtype."""
     return x.to(dtype).reshape(-1, *x.shape[2:]).contiguous()
@@ -153,15 +137,15 @@ class NeighbourhoodQK(torch.autograd.Function):
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, kernel_size: int) -> torch.Tensor:
         ctx.save_for_backward(q, k)
         ctx.kernel_size = kernel_size
-        work = _compute_dtype(q.dtype)
-        with _quiet_tracer():
+        work = compute_dtype(q.dtype)
+        with quiet_tracer():
             return _from_slots(_slot_dot(_as_groups(q, work), _as_groups(k, work), kernel_size), q)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logits: torch.Tensor):
         q, k = ctx.saved_tensors
-        work = _compute_dtype(q.dtype)
+        work = compute_dtype(q.dtype)
         grad = _as_slots(grad_logits, work)
         grad_q = grad_k = None
         if ctx.needs_input_grad[0]:
@@ -178,8 +162,8 @@ class NeighbourhoodAV(torch.autograd.Function):
     def forward(ctx, attn: torch.Tensor, v: torch.Tensor, kernel_size: int) -> torch.Tensor:
         ctx.save_for_backward(attn, v)
         ctx.kernel_size = kernel_size
-        work = _compute_dtype(v.dtype)
-        with _quiet_tracer():
+        work = compute_dtype(v.dtype)
+        with quiet_tracer():
             out = _slot_sum(_as_slots(attn, work), _as_groups(v, work), kernel_size)
         return out.to(v.dtype).view(v.shape)
 
@@ -187,7 +171,7 @@ class NeighbourhoodAV(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         attn, v = ctx.saved_tensors
-        work = _compute_dtype(v.dtype)
+        work = compute_dtype(v.dtype)
         grad = _as_groups(grad_out, work)
         grad_attn = grad_v = None
         if ctx.needs_input_grad[0]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .na2d_cpu import _quiet_tracer
+from .common import compute_dtype, quiet_tracer
 from .window import tile_halo_table
 
 TILE = (8, 8)  # queries per tile (rows, cols); measured, see pna.ops.na2d (crossover table)
@@ -154,10 +154,6 @@ def _chunks(geo: TileGeometry, batch: int) -> list[tuple[int, int]]:
     return [(c, min(c + step, geo.tiles[1])) for c in range(0, geo.tiles[1], step)]
 
 
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _bias_table(rpb: torch.Tensor, geo: TileGeometry, work: torch.dtype) -> torch.Tensor:
     """``(heads, row classes, col classes, Tr*Tc, Kr*Kc)``: bias inside the window, -inf outside."""
     outside = rpb.new_full((rpb.shape[0], 1), float("-inf"), dtype=work)
@@ -176,8 +172,8 @@ class HaloTiledNA(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, rpb, kernel_size: int):
-        work = _work_dtype(q.dtype)
-        with torch.autocast(q.device.type, enabled=False), _quiet_tracer():
+        work = compute_dtype(q.dtype)
+        with torch.autocast(q.device.type, enabled=False), quiet_tracer():
             geo = tile_geometry(q.shape[2], q.shape[3], kernel_size, TILE, str(q.device))
             q_tiles, k_work, v_work = _to_tiles(q.to(work), geo), k.to(work), v.to(work)
             bias = _bias_table(rpb, geo, work)

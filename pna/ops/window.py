@@ -2,7 +2,7 @@
 
 Along an axis of length ``n`` with window ``L`` (odd) and ``r = L // 2``, query ``i`` attends to
 ``Le = min(L, n)`` consecutive keys starting at ``clamp(i - r, 0, n - Le)``. For ``n >= L`` this is
-exactly SPEC's ``max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)``: near a border the window
+exactly NATTEN's ``max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)``: near a border the window
 slides inward instead of being zero padded. For ``n < L`` the window is the whole axis.
 """
 from __future__ import annotations

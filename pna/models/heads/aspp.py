@@ -2,7 +2,7 @@
 
 Branches: image pooling (global average -> 1x1 conv, broadcast back), a 1x1 conv, and one dilated
 3x3 conv per dilation > 1; the five outputs are concatenated and fused by a 3x3 conv; then the
-classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' MMSeg configs (SPEC.md).
+classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' MMSeg configs (``docs/authors_audit.csv``: aspp_dilations).
 
 ``style="d2"`` is Detectron2's DeepLabV3 head, used by the authors' Cityscapes rows (256 channels,
 dilations (1, 6, 12, 18)): the branches are fused by a 1x1 conv instead of a 3x3 one, and the image
