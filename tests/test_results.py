@@ -77,7 +77,9 @@ def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
     table = ours_beside_paper(load_results(root=tmp_path))
     t1 = table[table.table == "table1"].set_index("column")
     assert t1.loc["P4", "paper"] == 78.6 and t1.loc["P4", "ours"] == pytest.approx(65.0)
-    assert t1.loc["P0", "diff"] == pytest.approx(50.0 - 68.4)
+    # a smoke result says what it trained and shows no difference to the paper's number
+    assert pd.isna(t1.loc["P0", "diff"]) and t1.loc["P0", "trained_backbone"] == "resnet10c_half"
+    assert t1.loc["P0", "trained_on"] == "synthetic"
     t6 = table[table.table == "table6"]
     assert t6.split.tolist() == ["test"] and t6.paper.tolist() == [91.0]  # not paired with the val number
     paper_cfg = load_config("voc/fcn_r50_os32", "paper")
@@ -88,6 +90,8 @@ def test_ours_beside_paper_pairs_stages_and_refuses_mixed_profiles(tmp_path):
         ours_beside_paper(mixed)
     only_paper = ours_beside_paper(load_results(profile="paper", root=tmp_path))
     assert only_paper[["row", "column", "paper"]].values.tolist() == [["fcn_r50_os32", "P0", 67.1]]
+    assert only_paper["diff"].tolist() == [pytest.approx(60.0 - 67.1)]
+    assert only_paper["trained_backbone"].tolist() == ["resnet50c"] and only_paper["trained_on"].tolist() == ["voc_aug"]
     assert isinstance(only_paper, pd.DataFrame)
 
 
@@ -110,7 +114,25 @@ def test_a_single_p0_value_pairs_with_our_final_stage():
         dict(table="table1", row="fpn_r50_pointrend", profile="smoke", split="val", stage="P1", is_final=True, mIoU=45.0, iterations=10),
         dict(table="table1", row="pna", profile="smoke", split="val", stage="P0", is_final=False, mIoU=20.0, iterations=10),
         dict(table="table1", row="pna", profile="smoke", split="val", stage="P4", is_final=True, mIoU=50.0, iterations=10),
-    ])
+    ]).assign(trained_backbone="resnet10c_half", trained_on="synthetic")
     beside = ours_beside_paper(ours, paper).set_index(["row", "column"])["ours"]
     assert beside[("fpn_r50_pointrend", "P0")] == 45.0   # the refined (final) prediction
     assert beside[("pna", "P0")] == 20.0 and beside[("pna", "P4")] == 50.0
+
+
+def test_smoke_tables_say_what_was_trained_and_which_runs_two_tables_share(tmp_path):
+    """Tables 5 and 6 of the smoke profile show one training (same config hash) for FPN + PNA: the
+    written tables say so, name the backbone and data used, and show no difference to the paper."""
+    from pna.analysis.report import write_tables
+
+    for name in ("deepglobe/fpn_r52_pna", "trans10k/fpn_r52_pna"):
+        cfg = load_config(name, "smoke")
+        write_result(_record(cfg, {"P0": 0.7, "P4": 0.8}, split="test"), tmp_path)
+    tables = write_tables("smoke", tmp_path)
+    t5 = tables["table5"].set_index("method")
+    assert t5.loc["FPN + PNA (ours)", "ours"] == pytest.approx(80.0)
+    assert t5.loc["FPN + PNA (ours)", "ours: trained as"].startswith("resnet10c_half on synthetic")
+    assert pd.isna(t5.loc["FPN + PNA (ours)", "diff"])
+    text = (tmp_path / "tables" / "table5.smoke.md").read_text()
+    assert "`fpn_r52_pna` is the same training as table6/fpn_r52_pna" in text
+    assert "is the same training as table5/fpn_r52_pna" in (tmp_path / "tables" / "table6.smoke.md").read_text()

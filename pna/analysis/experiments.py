@@ -24,6 +24,7 @@ from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
 from pna.engine.build import build_eval_set, model_from_checkpoint
 from pna.engine.build import with_weights
 from pna.engine.train import RunResult, train
+from pna.models import get_spec
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -200,12 +201,15 @@ def evaluate_authors_row(table: str, row: str, checkpoint: str | Path, data_root
 
 
 def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:
-    """mIoU (%) of every stage of every run: one line per row, columns P0..P4 and ``final``."""
+    """mIoU (%) of every stage of every run: one line per row, columns P0..P4, ``final`` and what was
+    trained (``trained as``: the backbone the run built and its training set)."""
     lines = []
     for row, run in runs.items():
         stages = run.metrics["stages"]
         line = {"row": row, **{s: 100 * m["mIoU"] for s, m in stages.items()}}
         line["final"] = 100 * run.miou()
+        model = get_spec(run.config.model.name, **run.config.model.overrides)
+        line["trained as"] = f"{model.backbone} on {run.config.data.dataset}"
         lines.append(line)
     if not lines:  # no row trained (e.g. window_rows=[]): an empty table, not a KeyError
         return pd.DataFrame(index=pd.Index([], name="row"))

@@ -18,9 +18,18 @@ from pna.paths import REPO_ROOT, results_dir
 PAPER_NUMBERS = REPO_ROOT / "results" / "paper_numbers.csv"
 
 
+def _backbone(model: dict) -> str:
+    """The backbone a run's model config builds: its override, else the registry spec's."""
+    from pna.models import MODELS
+
+    spec = MODELS.get(model["name"])
+    return model.get("overrides", {}).get("backbone") or (spec.backbone if spec else "?")
+
+
 def load_results(table: str | None = None, profile: str | None = None,
                  root: Path | None = None) -> pd.DataFrame:
-    """One row per (result, stage): table, row, profile, dataset, split, stage, is_final, mIoU (%)."""
+    """One row per (result, stage): table, row, profile, dataset, split, stage, is_final, mIoU (%), and
+    what was trained: ``trained_backbone`` (the backbone the run built) and ``trained_on`` (its training set)."""
     records = []
     for path in sorted(Path(root or results_dir()).glob("table*/*.json")):
         data = json.loads(path.read_text())
@@ -33,12 +42,13 @@ def load_results(table: str | None = None, profile: str | None = None,
                 "dataset": cfg["data"]["eval_dataset"] or cfg["data"]["dataset"],
                 "split": data["metrics"].get("split", cfg["data"]["eval_split"]),
                 "model": cfg["model"]["name"], "stage": stage,
+                "trained_backbone": _backbone(cfg["model"]), "trained_on": cfg["data"]["dataset"],
                 "is_final": stage == data["metrics"]["final_stage"],
                 "mIoU": None if metrics["mIoU"] is None else 100 * metrics["mIoU"],
                 "config_hash": data["config_hash"], "iterations": data["iterations"],
                 "wall_time_s": data["wall_time_s"], "path": str(path),
             })
-    columns = ["table", "row", "profile", "dataset", "split", "model", "stage", "is_final", "mIoU",
+    columns = ["table", "row", "profile", "dataset", "split", "model", "trained_backbone", "trained_on", "stage", "is_final", "mIoU",
                "config_hash", "iterations", "wall_time_s", "path"]
     return pd.DataFrame(records, columns=columns)
 
@@ -53,7 +63,8 @@ def load_paper_numbers(path: Path = PAPER_NUMBERS) -> pd.DataFrame:
 
 
 def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Our mIoU next to the paper's for every row both have, with ``diff = ours - paper`` (points).
+    """Our mIoU next to the paper's for every row both have, with what we trained (backbone and
+    training set) and, for paper-profile results only, ``diff = ours - paper`` (points).
 
     A paper column ``P0..P4`` pairs with that stage of ours, ``mIoU`` with our final stage. Table 1
     prints the single mIoU of a model without PNA stages in its P0 column: where a paper row has P0
@@ -73,7 +84,8 @@ def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> 
     ours = ours.assign(column=ours["stage"])
     final = ours[ours["is_final"]].assign(column="mIoU")
     ours = pd.concat([ours, final], ignore_index=True)
-    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations"]]
+    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations",
+                               "trained_backbone", "trained_on"]]
                          .rename(columns={"column": "pair"}),
                          on=["table", "row", "pair"], how="inner", suffixes=("", "_ours"))
     # The split must agree only where the paper reports the row on several splits (Trans10k val
@@ -83,6 +95,7 @@ def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> 
                            on=["table", "row", "column", "split"], how="left")["several"].fillna(False)
     merged = merged[(~several.to_numpy()) | (merged["split"] == merged["split_ours"]).to_numpy()]
     merged = merged.rename(columns={"value": "paper", "mIoU": "ours"})
-    merged["diff"] = merged["ours"] - merged["paper"]
+    # A smoke number (synthetic data, small backbone) is no estimate of the paper's: no difference.
+    merged["diff"] = (merged["ours"] - merged["paper"]).where(merged["profile"] == "paper")
     return merged[["table", "method", "backbone", "dataset", "split", "column", "row", "profile",
-                   "paper", "ours", "diff", "iterations"]].reset_index(drop=True)
+                   "paper", "ours", "diff", "trained_backbone", "trained_on", "iterations"]].reset_index(drop=True)

@@ -47,7 +47,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
 
 
 def _cost_measurements(table: str, root: Path) -> pd.DataFrame:
-    """Params / GFLOPs / FPS we measured (``profile/<table>.csv``, see pna.analysis.cost), long format."""
+    """Params / GFLOPs / FPS we measured (``cost/<table>.csv``, see pna.analysis.cost), long format."""
     from pna.analysis.cost import load_cost_table
 
     try:
@@ -104,8 +104,32 @@ def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd
         frame["ours"] = frame["ours"].fillna(frame.pop("ours_cost"))
     frame = _fps_as_ratio(frame)
     frame["diff"] = frame["ours"] - frame["value"]
+    cost = frame["column"].isin([*COST_COLUMNS.values(), FPS_RATIO])
+    trained = ours[ours["is_final"]].drop_duplicates("row").set_index("row")
+    what = {row: f"{r.trained_backbone} on {r.trained_on}, run {r.config_hash[:8]}" for row, r in trained.iterrows()}
+    frame["ours: trained as"] = frame["row"].map(what).where(~cost & frame["ours"].notna(), "")
+    frame.loc[cost & frame["ours"].notna(), "ours: trained as"] = "the paper-scale model (measured, not trained)"
+    if profile != "paper":  # a smoke number is no estimate of the paper's: no difference is shown
+        frame.loc[~cost, "diff"] = float("nan")
     frame = frame.rename(columns={"value": "paper"})
-    return frame[["method", "backbone", "split", "column", "paper", "ours", "diff", "row"]].reset_index(drop=True)
+    return frame[["method", "backbone", "split", "column", "paper", "ours", "diff", "ours: trained as",
+                  "row"]].reset_index(drop=True)
+
+
+def shared_runs_note(table: str, profile: str, root: Path | None = None) -> str:
+    """Rows of ``table`` whose results come from the same training as a row of another table (the
+    same config hash: e.g. the smoke profile trains DeepGlobe's and Trans10k's FPN + PNA on one
+    synthetic set, so Tables 5 and 6 show one run)."""
+    everything = load_results(profile=profile, root=Path(root or results_dir()))
+    final = everything[everything["is_final"]]
+    notes = []
+    for _, line in final[final["table"] == table].iterrows():
+        others = final[(final["config_hash"] == line["config_hash"]) & (final["table"] != table)]
+        if len(others):
+            names = ", ".join(f"{t}/{r}" for t, r in zip(others["table"], others["row"]))
+            notes.append(f"`{line['row']}` is the same training as {names} (run {line['config_hash'][:8]}, "
+                         f"trained on {line['trained_on']})")
+    return ("Shared runs: " + "; ".join(notes) + ".") if notes else ""
 
 
 def write_tables(profile: str = "smoke", root: str | Path | None = None) -> dict[str, pd.DataFrame]:
@@ -119,11 +143,14 @@ def write_tables(profile: str = "smoke", root: str | Path | None = None) -> dict
         frame = table_beside_paper(table, profile, root)
         if frame["ours"].isna().all():
             continue
-        scale = ("smoke scale: synthetic data, small backbone, a few hundred CPU iterations; "
-                 "not comparable with the paper's numbers" if profile == "smoke" else "paper settings")
-        note = fps_note(table, root) if (frame["column"] == FPS_RATIO).any() else ""
+        scale = ("smoke scale: every row trained on the synthetic set with the small backbone named in "
+                 "'ours: trained as', a few hundred CPU iterations; not comparable with the paper's numbers, so "
+                 "no difference is shown (cost rows measure the paper-scale model)" if profile == "smoke"
+                 else "paper settings")
+        notes = [fps_note(table, root) if (frame["column"] == FPS_RATIO).any() else "",
+                 shared_runs_note(table, profile, root)]
         text = f"# {table}: ours ({profile}) beside the paper\n\n_{scale}._\n\n{markdown_table(frame, 2)}\n"
-        text += f"\n{note}\n" if note else ""
+        text += "".join(f"\n{note}\n" for note in notes if note)
         (out / f"{table}.{profile}.md").write_text(text)
         tables[table] = frame
     return tables
