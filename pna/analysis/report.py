@@ -105,7 +105,7 @@ def table_beside_paper(table: str, profile: str, root: Path | None = None) -> pd
     frame = _fps_as_ratio(frame)
     frame["diff"] = frame["ours"] - frame["value"]
     cost = frame["column"].isin([*COST_COLUMNS.values(), FPS_RATIO])
-    trained = ours[ours["is_final"]].drop_duplicates("row").set_index("row")
+    trained = ours[ours["is_final"].astype(bool)].drop_duplicates("row").set_index("row")
     what = {row: f"{r.trained_backbone} on {r.trained_on}, run {r.config_hash[:8]}" for row, r in trained.iterrows()}
     frame["ours: trained as"] = frame["row"].map(what).where(~cost & frame["ours"].notna(), "")
     frame.loc[cost & frame["ours"].notna(), "ours: trained as"] = "the paper-scale model (measured, not trained)"
@@ -121,7 +121,7 @@ def shared_runs_note(table: str, profile: str, root: Path | None = None) -> str:
     same config hash: e.g. the smoke profile trains DeepGlobe's and Trans10k's FPN + PNA on one
     synthetic set, so Tables 5 and 6 show one run)."""
     everything = load_results(profile=profile, root=Path(root or results_dir()))
-    final = everything[everything["is_final"]]
+    final = everything[everything["is_final"].astype(bool)]
     notes = []
     for _, line in final[final["table"] == table].iterrows():
         others = final[(final["config_hash"] == line["config_hash"]) & (final["table"] != table)]
