@@ -22,6 +22,10 @@ import pandas as pd
 from pna.engine.records import stage_scores
 
 SLACK = 0.01  # "non-decreasing" tolerates 1 point of mIoU between consecutive stages
+# The synthetic set's goals (set with the set itself: its stride-4 oracle reaches 86.9% mIoU and
+# 78-83% on the thin classes, its stride-32 oracle 36.8%, pna.analysis.thin): the refined P4 of the
+# smoke FCN + PNA reaches 70% mIoU and at least 40% IoU on every thin class.
+SMOKE_P4_GOAL, SMOKE_THIN_FLOOR = 0.70, 0.40
 
 
 def _pct(x: float) -> str:
@@ -105,7 +109,8 @@ CLAIMS: dict[str, list[Claim]] = {
         refines("fcn_r50_os32_pna"), progresses("fcn_r50_os32_pna"), progresses("fcn_r50_os32_pna_nam"),
         beats("fcn_r50_os32_pna", "fcn_r50_os32"), beats("fcn_r50_os32_pna", "fcn_r50_os8"),
         beats("fcn_r50_os32_pna", "fcn_r50_os32_pna_nam", at_least=True),
-        reaches("fcn_r50_os32_pna", 0.70), thin_classes("fcn_r50_os32_pna", "fcn_r50_os8", 0.40, THIN),
+        reaches("fcn_r50_os32_pna", SMOKE_P4_GOAL),
+        thin_classes("fcn_r50_os32_pna", "fcn_r50_os8", SMOKE_THIN_FLOOR, THIN),
     ],
     "table2": [beats("fcn_r50_os32_pna_nam_w9", "fcn_r50_os32_pna_nam_w5", at_least=True)],
     "table3": _pna_over_base([("deeplabv3_r101_os16_pna", "deeplabv3_r101_os16"), ("psp_r101_os16_pna", "psp_r101_os16"),

@@ -16,6 +16,12 @@ import torch
 import torch.distributed as dist
 
 
+# How long a rank waits in a collective before failing: long enough for rank 0 to run a whole-split
+# evaluation or write a large checkpoint while the others wait at the barrier (torch's own default
+# is also 30 minutes for NCCL).
+COLLECTIVE_TIMEOUT_MIN = 30
+
+
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -42,7 +48,7 @@ def init_from_env(device: str = "auto") -> torch.device:
         raise ValueError(f"device {device!r} asked for, but CUDA is not available")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
-                                timeout=datetime.timedelta(minutes=30))
+                                timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)

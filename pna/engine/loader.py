@@ -21,6 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
+# Mixes (seed, epoch, index) into one integer seed: a prime larger than any dataset or epoch count,
+# so distinct triples never share a seed in practice.
+SEED_MIX = 1_000_003
+
+
 class SeededItems(Dataset):
     """Wraps a dataset: item ``(epoch, index)`` is ``base[index]`` drawn under seeded RNGs.
 
@@ -34,7 +39,7 @@ class SeededItems(Dataset):
         return len(self.base)
 
     def item_seed(self, epoch: int, index: int) -> int:
-        return (self.seed * 1_000_003 + epoch) * 1_000_003 + index
+        return (self.seed * SEED_MIX + epoch) * SEED_MIX + index
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key

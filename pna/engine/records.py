@@ -22,11 +22,15 @@ from pna.engine.checkpoint import atomic_write_json
 from pna.paths import REPO_ROOT, results_dir
 
 
+# git answers in milliseconds; a hung filesystem must not hang the end of a training run.
+GIT_TIMEOUT_S = 20
+
+
 def git_state(repo: Path = REPO_ROOT) -> dict:
     """The commit of the working tree and whether it has uncommitted changes (None outside git)."""
     def run(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
