@@ -184,3 +184,36 @@ def test_rows_that_train_the_same_thing_share_one_run(cache, isolated):
     nam = train(load_config("voc/fcn_r50_os32_pna_nam", "smoke", overrides), progress=False)
     w9 = train(load_config("voc/fcn_r50_os32_pna_nam_w9", "smoke", overrides), progress=False)
     assert w9.reused and w9.run_dir == nam.run_dir and w9.result_path.parent.name == "table2"
+
+
+def test_every_set_option_counts_and_an_unknown_key_names_the_valid_ones(cache, isolated, capsys):
+    """``--set a=1 --set b=2`` kept only the last pair once (argparse nargs='*'): 120 iterations were
+    trained where 2 were asked for."""
+    overrides = tiny_overrides(cache, iters=5)
+    args = [a for pair in zip(["--set"] * len(overrides), overrides) for a in pair]
+    assert dispatch(["train", "--config", "voc/fcn_r50_os32", *args, "--set", "train.iters=2",
+                     "--set", "train.batch_size=2", "--no-progress"]) == 0
+    record = json.loads((isolated / "results" / "table1" / "fcn_r50_os32.smoke.json").read_text())
+    assert record["iterations"] == 2 and record["effective_batch"] == 2
+    assert record["config"]["data"]["crop"] == [32, 32]  # the first --set counted too
+    with pytest.raises(ValueError, match=r"unknown key 'iterz' in train; expected one of \[.*'iters'"):
+        dispatch(["train", "--config", "voc/fcn_r50_os32", "--set", "train.iterz=2"])
+
+
+def test_evaluate_never_reads_a_dataset_folder_as_the_synthetic_set(cache, isolated):
+    """A smoke checkpoint evaluated with --root of a real dataset folder generated the synthetic set
+    inside that folder and reported it as the evaluation; now it is a one-line error naming both,
+    and nothing is written there."""
+    cfg = load_config("voc/fcn_r50_os32", "smoke", tiny_overrides(cache, iters=1))
+    result = train(cfg, progress=False)
+    voc = isolated / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    before = sorted(p.name for p in voc.rglob("*"))
+    with pytest.raises(ValueError, match=r"synthetic set.*--root .*VOC2012.*--dataset"):
+        dispatch(["evaluate", "--checkpoint", str(result.checkpoint), "--root", str(voc)])
+    assert sorted(p.name for p in voc.rglob("*")) == before
+    # the data layer refuses too, whoever calls it
+    from pna.data import build_dataset
+    with pytest.raises(FileExistsError, match="refusing to generate the synthetic set inside"):
+        build_dataset("synthetic", voc, "val", num_train=2, num_val=1, size=32)
+    assert sorted(p.name for p in voc.rglob("*")) == before
