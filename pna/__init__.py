@@ -18,6 +18,7 @@ The package is a house of rooms, each importing only from those below it::
     configs/    the row table, the authors' settings, the smoke and paper profiles
     data/       datasets, transforms, the synthetic set
     models/     backbones, heads, NAM / SAM refinement, segmentor, losses, the registry
+    files/      reading weight and checkpoint files without running code stored in them
     ops/        neighbourhood attention
     errors.py, paths.py: user-facing errors and where results/ and runs/ live (used by every room)
 
