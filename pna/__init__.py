@@ -19,6 +19,7 @@ The package is a house of rooms, each importing only from those below it::
     data/       datasets, transforms, the synthetic set
     models/     backbones, heads, NAM / SAM refinement, segmentor, losses, the registry
     ops/        neighbourhood attention
+    files/      reading weight and checkpoint files without running code stored in them
     errors.py, paths.py: user-facing errors and where results/ and runs/ live (used by every room)
 
 Training is ``pna.engine.train.train(config)``; the map with more detail is in README.md.

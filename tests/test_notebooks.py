@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 COMMON = {"profile", "data_root", "device", "rows", "iters", "batch_size", "seed", "out_dir", "weights",
-          "allow_random_init", "workers"}
+          "allow_random_init", "workers", "trust_files"}
 
 
 def _parameters_cell(path: Path):
@@ -36,6 +36,17 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
             names.add(name.strip())
         assert COMMON <= names, f"{path.name} lacks {COMMON - names}"
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} has outputs"
+
+
+def test_every_run_rows_call_passes_the_trusted_files():
+    """A notebook's ``trust_files`` reaches every run_rows call (otherwise a trusted file is refused there)."""
+    calls = 0
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            for call in cell.source.split("run_rows(")[1:] if cell.cell_type == "code" else []:
+                calls += 1
+                assert "trust_files=trust_files" in call.split(")\n")[0], f"{path.name}: run_rows without trust_files"
+    assert calls == 8  # one per notebook 00-06, and Table 2's in 01
 
 
 def _papermill(notebook: str, tmp_path: Path, *parameters: str) -> subprocess.CompletedProcess:

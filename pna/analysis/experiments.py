@@ -1,9 +1,10 @@
 """What a notebook calls: train (or reuse) the rows of one paper table and tabulate them.
 
 The notebooks stay thin: their ``parameters`` cell holds literals (profile, data_root, device,
-rows, iters, batch_size, seed, out_dir) and hands them to :func:`run_rows`, which turns each into
-a config (``pna.configs``), trains it (``pna.engine.train``: a finished run of the same config is reused,
-so notebooks that share a model train it once) and writes its results JSON.
+rows, iters, batch_size, seed, out_dir, weights, trust_files, ...) and hands them to
+:func:`run_rows`, which turns each into a config (``pna.configs``), trains it
+(``pna.engine.train``: a finished run of the same config is reused, so notebooks that share a
+model train it once) and writes its results JSON.
 
 Example::
 
@@ -24,6 +25,7 @@ from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
 from pna.engine.build import build_eval_set, model_from_checkpoint
 from pna.engine.build import with_weights
 from pna.engine.train import RunResult, train
+from pna.files import trusting
 from pna.models import get_spec
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -148,12 +150,15 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
              data_root: str | None = None, device: str = "auto", iters: int | None = None,
              batch_size: int | None = None, seed: int = 0, out_dir: str | None = None,
              overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
-             workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None) -> dict[str, RunResult]:
+             workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None,
+             trust_files=None) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
     (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row).
 
     ``authors_checkpoints`` maps rows to the authors' released files: those rows are evaluated
-    with the authors' weights (:func:`evaluate_authors_row`) instead of trained."""
+    with the authors' weights (:func:`evaluate_authors_row`) instead of trained. ``trust_files``
+    (a list of paths, as :func:`parse_list` reads it) are weight / checkpoint files read with the
+    unrestricted unpickler, which runs code stored in them (:mod:`pna.files`): only files you trust."""
     rows = parse_rows(rows, table)
     authors = parse_mapping(authors_checkpoints, "authors_checkpoints")
     unknown = sorted(set(authors) - set(table_rows(table)))
@@ -164,13 +169,14 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
                                 weights, allow_random_init, workers)
                for row in rows if row not in authors}  # every row is checked before the first one trains
     runs, start = {}, time.perf_counter()
-    for i, row in enumerate(rows, 1):
-        if row in authors:
-            print(f"[{i}/{len(rows)}] {table} / {row}: the authors' checkpoint {authors[row]}", flush=True)
-            runs[row] = evaluate_authors_row(table, row, authors[row], data_root, device, out_dir)
-            continue
-        print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
-        runs[row] = train(configs[row], results_dir=out_dir)
+    with trusting(parse_list(trust_files, "trust_files")):
+        for i, row in enumerate(rows, 1):
+            if row in authors:
+                print(f"[{i}/{len(rows)}] {table} / {row}: the authors' checkpoint {authors[row]}", flush=True)
+                runs[row] = evaluate_authors_row(table, row, authors[row], data_root, device, out_dir)
+                continue
+            print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
+            runs[row] = train(configs[row], results_dir=out_dir)
     reused = sum(run.reused for run in runs.values())
     print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
           f"{reused} reused", flush=True)

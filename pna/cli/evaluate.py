@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from pna.cli.train import add_overrides
+from pna.cli.train import add_overrides, add_trust_file
 
 HELP = "per-stage mIoU of a checkpoint (ours or the authors')"
 
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_overrides(parser, "--set eval.mode=slide")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", help="also write the metrics as JSON here")
+    add_trust_file(parser)
 
 
 def checked_config(cfg, root: str | None, dataset: str | None, source: str):
@@ -59,6 +60,13 @@ def checked_config(cfg, root: str | None, dataset: str | None, source: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pna.files import trusting
+
+    with trusting(args.trust_file):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from pna.configs import apply_overrides, config_from_dict, load_config
     from pna.data import info
     from pna.engine import distributed as dist

@@ -2,6 +2,7 @@
 
     pna train --config voc/fcn_r50_os32_pna [--profile smoke|paper] [--set KEY=VALUE]... [--out DIR]
     torchrun --nproc_per_node=4 -m pna train --config ... --profile paper --weights /weights
+    pna train --config ... --weights /weights --trust-file /weights/old_format.pth   # runs its code
 
 Every ``--set`` counts (repeat it, or give several pairs after one); an unknown key is an error
 naming the valid keys. Finished runs are cached by config hash under ``runs/``.
@@ -17,6 +18,14 @@ def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:
     """``--set KEY=VALUE [KEY=VALUE ...]``, repeatable: every pair of every ``--set`` is kept."""
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help=f"config override, repeatable; e.g. {example}")
+
+
+def add_trust_file(parser: argparse.ArgumentParser) -> None:
+    """``--trust-file PATH``, repeatable: files read with the unrestricted unpickler (:mod:`pna.files`)."""
+    parser.add_argument("--trust-file", action="append", default=[], metavar="PATH",
+                        help="a weights or checkpoint file you trust to be read with the unrestricted unpickler, "
+                             "which runs code stored in it (needed only for a file refused for holding more than "
+                             "weights); repeatable")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train at most N iterations in this call, then save the resume state and exit "
                              "(continue later with the same command)")
+    add_trust_file(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from pna.engine import distributed as dist
     from pna.engine.build import with_weights
     from pna.engine.train import train
+    from pna.files import trusting
 
     cfg = load_config(args.config, args.profile, args.set)
     cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
     try:
-        result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
-                       results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
+        with trusting(args.trust_file):
+            result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
+                           results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
         if result.finished and dist.is_main():
             stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
             print(f"mIoU (%): {stages}")

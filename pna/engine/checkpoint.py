@@ -8,7 +8,7 @@ Example::
     >>> import tempfile, torch, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "last.pt"
     >>> atomic_save({"iteration": 3}, path)
-    >>> torch.load(path)["iteration"]
+    >>> read_torch_file(path)["iteration"]
     3
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from pna.files import load_file
 
 
 def _atomic_write(path: str | Path, mode: str, write: Callable[[Any], None]) -> None:
@@ -58,16 +60,27 @@ def atomic_write_json(data: Any, path: str | Path) -> None:
 
 
 def rng_state() -> dict:
-    """The states of every random generator the training loop draws from."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The states of every random generator the training loop draws from, in types that torch's
+    weights-only unpickler reads: tensors, and tuples / lists of ints and floats (numpy's key array
+    is stored as a list of ints).
+
+    >>> state = rng_state(); first = np.random.rand(); set_rng_state(state)
+    >>> np.random.rand() == first, type(state["numpy"][1])
+    (True, <class 'list'>)
+    """
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (name, keys.tolist(), pos, has_gauss, cached_gaussian),
+             "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state` (also an older checkpoint's, whose numpy keys are an ndarray)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -78,17 +91,18 @@ class CheckpointError(ValueError):
 
 
 def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """torch.load with errors that name the file and what to do about it.
+    """The object in a ``torch.save`` file, read without running code stored in it
+    (:func:`pna.files.load_file`), with errors that name the file and what to do about it.
 
-    A truncated file (an interrupted copy or download, a full disk) gives torch's "PytorchStreamReader
+    A file that needs more than tensors, numpy arrays and plain types raises
+    :class:`pna.files.UnsafeFileError` unless the user trusts it (``--trust-file``). A truncated file (an interrupted copy or download, a full disk) gives torch's "PytorchStreamReader
     failed reading zip archive" without the file's name; this raises :class:`CheckpointError` instead.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        # Our checkpoints hold numpy RNG states and plain dicts besides tensors.
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return load_file(path, map_location)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         if isinstance(error, RuntimeError) and "zip archive" not in str(error) and "magic number" not in str(error):
             raise  # e.g. a CUDA tensor loaded without a GPU: torch's own message says what to do

@@ -1,5 +1,7 @@
 """Reading weight containers: ``torch.save`` files, Detectron2 pickles, safetensors, timm hub names.
 
+Pickles are read by :mod:`pna.files` (an allow-list of weights types; nothing in the file runs).
+
 Example:
     >>> import tempfile, torch
     >>> path = Path(tempfile.mkdtemp()) / "w.pth"
@@ -9,44 +11,31 @@ Example:
 """
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pna.files import load_file
+
 HUB_PREFIXES = ("timm:", "hf-hub:")
 CONTAINER_KEYS = ("state_dict", "model")  # mmcv/mmseg; Detectron2 and Microsoft Swin
 BACKBONE_PREFIXES = ("backbone.bottom_up.", "backbone.")  # a whole Detectron2 / mmseg model
 
 
-def _unpickle(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # numpy arrays (Detectron2 .pkl) or other objects: not a plain tensor file
-        pass
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")  # Detectron2's own way to read its .pkl files
-        if isinstance(obj, dict):
-            return obj
-    except Exception:
-        pass
-    warnings.warn(f"{path} is not a plain tensor file; reading it with torch.load(weights_only=False), "
-                  f"which runs code stored in the file: use files from sources you trust", UserWarning, stacklevel=3)
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def read_checkpoint(path: str | Path) -> dict:
-    """The state dict held by a weights file (unwrapped from ``'state_dict'`` / ``'model'``)."""
+    """The state dict held by a weights file (unwrapped from ``'state_dict'`` / ``'model'``).
+
+    Pickled files are read without running code in them (:func:`pna.files.load_file`): a file that
+    needs more than tensors, numpy arrays and plain containers is refused unless the user trusts it.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        obj: object = load_file(str(path))
+        from safetensors.torch import load_file as load_safetensors  # no pickle inside: nothing to restrict
+        obj: object = load_safetensors(str(path))
     else:
-        obj = _unpickle(path)
+        obj = load_file(path)
     for key in CONTAINER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -1,0 +1,161 @@
+"""Weight and checkpoint files from elsewhere never run their code (pna.files): the loader.
+
+Crafted files whose unpickling would write a marker file (``malicious_files``) are refused in every
+container and the error names the file; genuine files of every supported format still load; a file
+the user trusts by name is read with the unrestricted unpickler (the marker appears only then).
+The entry points that read files (backbone weights, notebooks, the authors' models, resume,
+evaluate) are in ``test_safe_load_entry_points.py``.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from malicious_files import FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious, write_file
+from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusting
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+FORMATS = ["pkl2", "pkl4", "pkl5", "pth", "pth_legacy"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("payload", sorted(PAYLOADS))
+def test_load_file_refuses_every_payload_in_every_format(tmp_path, payload, fmt):
+    path, marker = malicious(tmp_path, "weights.bin", payload, fmt)
+    with pytest.raises(UnsafeFileError) as error:
+        load_file(path)
+    assert_refused(error, path, marker)
+    refused = re.search(r"refused to unpickle (\S+):", str(error.value)).group(1)
+    assert refused.endswith(FIRST_GLOBAL[payload]), refused
+
+
+def test_the_refusal_is_one_line_naming_the_file_and_the_type(tmp_path):
+    path, marker = malicious(tmp_path, "R-52.pkl", "system", "pkl4")
+    with pytest.raises(UnsafeFileError) as error:
+        load_file(path)
+    assert str(error.value).startswith(f"{path}: refused to unpickle posix.system: not a weights type")
+    assert_refused(error, path, marker)
+
+
+# ---- the opt-in -------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["pkl2", "pth"])
+def test_a_trusted_file_is_read_unrestricted_and_only_then(tmp_path, monkeypatch, fmt):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    path, marker = malicious(tmp_path, "R-52.pkl", "open", fmt)
+    with pytest.raises(UnsafeFileError):
+        load_file(path)
+    assert not marker.exists()
+    with trusting([tmp_path / "." / path.name]):  # compared resolved
+        with pytest.warns(UserWarning, match="trust this file"):
+            loaded = load_file(path)
+    assert marker.exists() and sorted(loaded) == ["__author__", "config", "model"]
+    marker.unlink()
+    assert TRUST_ENV not in os.environ  # the trust ended with the block
+    with pytest.raises(UnsafeFileError):
+        load_file(path)
+    assert not marker.exists()
+    monkeypatch.setenv(TRUST_ENV, os.pathsep.join(["/elsewhere/x.pth", str(path)]))  # how children get it
+    with pytest.warns(UserWarning, match="trust this file"):
+        load_file(path)
+    assert marker.exists()
+
+
+def test_trust_is_per_file_and_reaches_child_processes(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    path, marker = malicious(tmp_path, "a.pkl")
+    other, other_marker = malicious(tmp_path, "b.pkl", "open")
+    with trusting([path]):
+        with pytest.raises(UnsafeFileError):
+            load_file(other)
+        child = subprocess.run([sys.executable, "-c", "import sys; from pna.files import is_trusted; "
+                                "print(is_trusted(sys.argv[1]), is_trusted(sys.argv[2]))", str(path), str(other)],
+                               cwd=ROOT, capture_output=True, text=True, check=True)
+    assert child.stdout.split() == ["True", "False"]
+    assert not other_marker.exists() and not marker.exists()
+    with pytest.raises(FileNotFoundError, match="trusted file not found: .*typo.pkl"):
+        with trusting([tmp_path / "typo.pkl"]):
+            pass
+
+
+def test_trust_file_on_the_command_line(tmp_path, monkeypatch):
+    from pna.cli import build_parser, dispatch
+    from pna.engine.checkpoint import CheckpointError
+
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    args = build_parser().parse_args(["train", "--config", "x", "--trust-file", "a.pth", "--trust-file", "b.pkl"])
+    assert args.trust_file == ["a.pth", "b.pkl"]
+    marker = tmp_path / "marker"
+    path = write_file(tmp_path / "final.pt", {"weights": torch.ones(2), "extra": SystemPayload(marker)}, "pth")
+    with pytest.raises(UnsafeFileError) as error:
+        dispatch(["evaluate", "--checkpoint", str(path)])
+    assert_refused(error, path, marker)
+    with pytest.warns(UserWarning, match="trust this file"), pytest.raises(CheckpointError, match="not a pna"):
+        dispatch(["evaluate", "--checkpoint", str(path), "--trust-file", str(path)])
+    assert marker.exists() and not is_trusted(path)
+
+
+# ---- genuine files of every format --------------------------------------------------------------
+STATE = {"stem.conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "res2.0.conv1.norm.bias": np.float32([1.5]),
+         "count": np.int64(7), "flags": np.array([True, False])}
+
+
+def _python2_detectron2_pickle() -> bytes:
+    """What Python 2's cPickle (protocol 2) wrote for ``{"model": {"w": float32 [1.0, 2.0]},
+    "__author__": "Detectron2"}``: str as SHORT_BINSTRING, numpy.core names (written by hand)."""
+    raw = np.float32([1.0, 2.0]).tobytes()
+    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
+             b"(K\x01K\x02\x85" + dtype + b"\x89U" + bytes([len(raw)]) + raw + b"tb")
+    return (b"\x80\x02}(U\x05model}U\x01w" + array + b"sU\n__author__U\nDetectron2u.")
+
+
+def test_a_python2_era_detectron2_pickle_loads(tmp_path):
+    path = tmp_path / "R-52.pkl"
+    path.write_bytes(_python2_detectron2_pickle())
+    loaded = load_file(path)
+    assert loaded["__author__"] == "Detectron2"
+    np.testing.assert_array_equal(loaded["model"]["w"], np.float32([1.0, 2.0]))
+    assert loaded["model"]["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("fmt", ["pkl2", "pkl4", "pkl5"])
+def test_detectron2_pickles_of_numpy_arrays_load(tmp_path, fmt):
+    obj = {"model": dict(STATE), "__author__": "Detectron2 DeepLab", "matching_heuristics": True}
+    loaded = load_file(write_file(tmp_path / "R-52.pkl", obj, fmt))
+    assert loaded["__author__"] == "Detectron2 DeepLab" and loaded["matching_heuristics"] is True
+    for key, value in STATE.items():
+        np.testing.assert_array_equal(loaded["model"][key], value)
+        assert np.asarray(loaded["model"][key]).dtype == np.asarray(value).dtype
+
+
+def test_torch_files_load_state_dicts_and_mmseg_containers(tmp_path):
+    from pna.models.backbones.checkpoint_io import read_checkpoint
+
+    state = {"conv1.weight": torch.randn(4, 3), "bn1.num_batches_tracked": torch.tensor(5)}
+    mmseg = {"meta": {"mmseg_version": "0.27.0", "CLASSES": ("background", "aeroplane"), "PALETTE": [[0, 0, 0]],
+                      "config": "model = dict(type='EncoderDecoder')", "iter": 20000, "best_mIoU": np.float64(0.75)},
+             "state_dict": state, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999)}]}}
+    for name, obj, fmt in (("plain.pth", state, "pth"), ("mmseg.pth", mmseg, "pth"),
+                           ("legacy.pth", mmseg, "pth_legacy")):
+        read = read_checkpoint(write_file(tmp_path / name, obj, fmt))
+        assert set(read) == set(state) and all(torch.equal(read[k], state[k]) for k in state), name
+    assert load_file(tmp_path / "mmseg.pth")["meta"]["best_mIoU"] == 0.75
+    save_file(state, str(tmp_path / "w.safetensors"))
+    assert torch.equal(read_checkpoint(tmp_path / "w.safetensors")["conv1.weight"], state["conv1.weight"])
+
+
+def test_no_other_module_unpickles():
+    """Only pna/files/safe_load.py calls an unpickler; everything else reads through it."""
+    pattern = re.compile(r"torch\.load\(|pickle\.loads?\(|Unpickler\(|weights_only\s*=\s*False|np\.load\(")
+    found = [f"{path.relative_to(ROOT)}:{i}" for path in sorted((ROOT / "pna").rglob("*.py"))
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             if pattern.search(line) and path.relative_to(ROOT).as_posix() != "pna/files/safe_load.py"]
+    assert found == []
