@@ -154,17 +154,18 @@ def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[
 
 
 def load_cost_table(table: str, root: str | Path | None = None):
-    """The committed cost measurements of a table (``<results>/profile/<table>.csv``), falling back
-    to the repository's copy when ``root`` (e.g. a scratch results folder) has none."""
+    """The committed cost measurements of a table (``<results>/cost/<table>.csv``, where ``pna cost``
+    writes them), falling back to the repository's copy when ``root`` (e.g. a scratch results folder)
+    has none."""
     import pandas as pd
 
     from pna.paths import REPO_ROOT, results_dir
 
     for folder in (Path(root or results_dir()), REPO_ROOT / "results"):
-        path = folder / "profile" / f"{table}.csv"
+        path = folder / "cost" / f"{table}.csv"
         if path.is_file():
             return pd.read_csv(path)
-    raise FileNotFoundError(f"no profile/{table}.csv under {root or results_dir()} or {REPO_ROOT / 'results'}; "
+    raise FileNotFoundError(f"no cost/{table}.csv under {root or results_dir()} or {REPO_ROOT / 'results'}; "
                             f"run `pna cost --table {table}`")
 
 
