@@ -135,10 +135,8 @@ class Config:
 
 # Fields that change how a run executes but not what it computes; left out of the hash so that
 # a trained model is shared whatever the number of loader workers or the logging cadence.
-# micro_batch too, like the number of processes (never hashed): the same images, loss, gradient sum
-# and schedule; only BatchNorm's statistics and the hard-pixel mining scope see other groups of
-# images, which the run record states (pna.engine.batch_split). Hashed, a run preempted on 4 GPUs
-# could not resume on 2, and one row trained on two machines would be two cache entries.
+# micro_batch too, like the process count: same images, gradient sum and schedule; only BatchNorm
+# and hard-pixel mining see other groups (recorded, pna.engine.batch_split); a run resumes on any split.
 _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"), ("train", "deterministic"),
                ("train", "micro_batch"), ("model", "allow_random_init")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
