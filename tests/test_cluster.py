@@ -7,14 +7,16 @@ import signal
 import time
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 import submitit
 
+from pna.analysis.experiments import run_rows
 from pna.configs import config_hash, load_config
 from pna.engine.rundir import default_run_dir
 from pna.tools import cluster
-from pna.tools.cluster import Finished, job_launcher, submit_rows
+from pna.tools.cluster import Finished, job_launcher, submit_notebook, submit_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = "voc/fcn_r50_os32_pna"
@@ -68,6 +70,23 @@ def test_a_preempted_local_job_is_requeued_and_resumes_and_is_never_trained_twic
 
     again = submit_rows([cfg], "local", gpus=1, folder=isolated / "jobs")[ROW]
     assert isinstance(again, Finished) and again.result().reused  # loaded, no job
+    # the notebooks' path (executor='local'): the same row through run_rows is loaded too
+    runs = run_rows("table1", ["fcn_r50_os32_pna"], device="cpu", overrides=tiny(isolated / "synthetic", 24),
+                    launcher=job_launcher("local", folder=isolated / "jobs"))
+    assert runs["fcn_r50_os32_pna"].reused and len(list((isolated / "jobs").glob("*_submitted.pkl"))) == 1
+
+
+def test_a_notebook_runs_as_a_local_job_with_its_parameters(isolated):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("out = None\nvalue = 0\nrows = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import json, pathlib\npathlib.Path(out).write_text(json.dumps([value, rows]))")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = isolated / "tiny.ipynb"
+    nbformat.write(notebook, path)
+    job = submit_notebook(path, {"out": str(isolated / "seen.json"), "value": 3, "rows": ["a", "b"]}, "local",
+                          folder=isolated / "jobs", output=isolated / "executed.ipynb")
+    assert job.result() == str(isolated / "executed.ipynb")
+    assert json.loads((isolated / "seen.json").read_text()) == [3, ["a", "b"]]  # types kept (-p text, -y JSON)
 
 
 def test_slurm_where_there_is_none_is_a_one_line_error(monkeypatch):
