@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 COMMON = {"profile", "data_root", "device", "rows", "iters", "batch_size", "seed", "out_dir", "weights",
-          "allow_random_init", "workers", "trust_files"}
+          "allow_random_init", "workers", "gpus", "nodes", "rdzv_endpoint", "micro_batch", "executor", "partition",
+          "time_min", "trust_files"}
 
 
 def _parameters_cell(path: Path):
@@ -51,7 +52,7 @@ def test_every_run_rows_call_passes_the_trusted_files():
 
 def _papermill(notebook: str, tmp_path: Path, *parameters: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PNA_RUNS_DIR": str(tmp_path / "runs"), "PNA_RESULTS_DIR": str(tmp_path / "unused"),
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / notebook), str(tmp_path / notebook),
                "--cwd", str(ROOT / "notebooks"), "--no-progress-bar", *parameters]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
@@ -91,3 +92,26 @@ def test_an_unknown_row_is_a_one_line_error_listing_the_table(tmp_path):
     assert done.returncode != 0
     assert "table5 has no row(s) ['fpn_r50_pna']; its rows are ['fpn_r52', 'fpn_r52_pointrend', 'fpn_r52_pna']" in (
         done.stdout + done.stderr)
+
+
+@pytest.mark.slow
+def test_a_paper_notebook_trains_its_row_on_two_gloo_processes_through_gpus(tmp_path):
+    """The paper profile through notebook 01's `gpus` parameter: device='cpu', gpus=2 runs the row on 2 gloo
+    processes (torchrun), on VOC-format fixture files at the official sizes, 2 iterations of batch 2."""
+    from pna.data.fixtures import write_fixture
+
+    root = write_fixture("voc", tmp_path / "data", num_train=2, num_eval=1)
+    out = tmp_path / "results"
+    done = _papermill("01_voc_ablation.ipynb", tmp_path, "-p", "profile", "paper", "-p", "data_root", str(root),
+                      "-p", "device", "cpu", "-p", "gpus", "2", "-p", "rows", "fcn_r50_os32", "-p", "iters", "2",
+                      "-p", "batch_size", "2", "-p", "workers", "0", "-p", "allow_random_init", "True",
+                      "-p", "window_rows", "[]", "-p", "out_dir", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "table1" / "fcn_r50_os32.paper.json").read_text())
+    assert record["world_size"] == 2 and record["iterations"] == 2
+    split = record["batch_split"]
+    assert (split["processes"], split["micro_batch"], split["accumulation"], split["bn_images"]) == (2, 1, 1, 2)
+    assert split["differences"] == ["BatchNorm statistics over 2 images per forward pass (authors: 16, SyncBN "
+                                    "over 4 GPUs x 4)"]
+    executed = (tmp_path / "01_voc_ablation.ipynb").read_text()
+    assert "through torchrun" in executed and "fcn_r50_os32: 2/2" in executed  # rank 0's progress, streamed

@@ -135,3 +135,12 @@ def test_training_reports_one_line_per_run_and_run_rows_a_summary(tmp_path, monk
     assert [line for line in lines if line.startswith("fcn_r50_os32_pna: ")][0].startswith("fcn_r50_os32_pna: 5/5 in ")
     assert len(lines) == 4, lines  # [1/1] ..., "training in ...", the run's line, the summary
     assert lines[-1].startswith("table1: 1 row(s) in ") and lines[-1].endswith("1 trained, 0 reused")
+
+
+def test_lines_mode_can_add_evenly_spaced_lines_while_it_runs(capsys, monkeypatch):
+    monkeypatch.setenv("PNA_PROGRESS_LINES", "4")  # 4 lines over 10 steps: every ceil(10 / 4) = 3 steps
+    with Progress(total=10, desc="row", initial=1, mode="lines") as bar:
+        for _ in range(9):
+            bar.update()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[1] for line in lines] == ["3/10", "6/10", "9/10", "10/10"]  # the last: the summary

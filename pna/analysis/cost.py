@@ -154,8 +154,9 @@ def profile_table(table: str, rows: Sequence[str] | None = None, size: Sequence[
 
 
 def load_cost_table(table: str, root: str | Path | None = None):
-    """The committed cost measurements of a table (``<results>/cost/<table>.csv``), falling back
-    to the repository's copy when ``root`` (e.g. a scratch results folder) has none."""
+    """The committed cost measurements of a table (``<results>/cost/<table>.csv``, where ``pna cost``
+    writes them), falling back to the repository's copy when ``root`` (e.g. a scratch results folder)
+    has none."""
     import pandas as pd
 
     from pna.paths import REPO_ROOT, results_dir

@@ -1,10 +1,15 @@
 """What a notebook calls: train (or reuse) the rows of one paper table and tabulate them.
 
 The notebooks stay thin: their ``parameters`` cell holds literals (profile, data_root, device,
-rows, iters, batch_size, seed, out_dir, weights, trust_files, ...) and hands them to
-:func:`run_rows`, which turns each into a config (``pna.configs``), trains it
-(``pna.engine.train``: a finished run of the same config is reused, so notebooks that share a
-model train it once) and writes its results JSON.
+rows, iters, batch_size, seed, out_dir, weights, trust_files, gpus, nodes, ...) and hands them to :func:`run_rows`, which
+turns each into a config (``pna.configs``), trains it (``pna.engine.train``: a finished run of the same
+config is reused, so notebooks that share a model train it once) and writes its results JSON.
+
+Where a row trains: in the notebook's own process when one process is asked for (``gpus`` 1, the
+default on a machine with at most one GPU and in the smoke profile); on ``gpus`` processes per node
+(every visible GPU by default in the paper profile) through torchrun otherwise
+(:mod:`pna.engine.launch`; on ``device="cpu"`` ``gpus`` counts gloo processes); or as cluster jobs
+when a ``launcher`` is given (:func:`pna.tools.cluster.job_launcher`, the notebooks' ``executor``).
 
 Example::
 
@@ -24,6 +29,8 @@ import pandas as pd
 from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
 from pna.engine.build import build_eval_set, model_from_checkpoint
 from pna.engine.build import with_weights
+from pna.engine.batch_split import split_for
+from pna.engine.launch import launch, resolve_processes
 from pna.engine.train import RunResult, train
 from pna.files import trusting
 from pna.models import get_spec
@@ -115,7 +122,7 @@ def _config_name(table: str, row: str) -> str:
 def make_config(table: str, row: str, profile: str = "smoke", data_root: str | None = None,
                 device: str = "auto", iters: int | None = None, batch_size: int | None = None,
                 seed: int = 0, overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
-                workers: int | None = None):
+                workers: int | None = None, micro_batch: int | None = None):
     """The config of one row with the notebook parameters applied (``None`` keeps the profile's).
 
     ``data_root=None`` means the built-in synthetic set (smoke) and is an error for ``paper``; a
@@ -143,6 +150,8 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         changes.append(f"train.batch_size={batch_size}")
     if workers is not None:
         changes.append(f"train.workers={workers}")
+    if micro_batch is not None:
+        changes.append(f"train.micro_batch={micro_batch}")
     return with_weights(load_config(name, profile, [*changes, *overrides]), weights, allow_random_init)
 
 
@@ -151,14 +160,21 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
              batch_size: int | None = None, seed: int = 0, out_dir: str | None = None,
              overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
              workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None,
-             trust_files=None) -> dict[str, RunResult]:
+             trust_files=None, gpus: int | None = None, nodes: int = 1, rdzv_endpoint: str | None = None,
+             micro_batch: int | None = None, launcher=None) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
     (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row).
 
+    ``gpus`` (per node; None: every visible GPU in the paper profile, else 1), ``nodes`` and
+    ``rdzv_endpoint`` say where each row trains (module docstring); ``micro_batch`` the images per
+    forward pass of a process (None: the whole share, no accumulation; :mod:`pna.engine.batch_split`).
+    ``launcher`` (:func:`pna.tools.cluster.job_launcher`): submit every row as a job and wait for all.
     ``authors_checkpoints`` maps rows to the authors' released files: those rows are evaluated
     with the authors' weights (:func:`evaluate_authors_row`) instead of trained. ``trust_files``
     (a list of paths, as :func:`parse_list` reads it) are weight / checkpoint files read with the
-    unrestricted unpickler, which runs code stored in them (:mod:`pna.files`): only files you trust."""
+    unrestricted unpickler, which runs code stored in them (:mod:`pna.files`): only files you
+    trust (the trust reaches torchrun ranks and jobs through ``PNA_TRUSTED_FILES``). Every row and
+    parameter is checked before the first row trains."""
     rows = parse_rows(rows, table)
     authors = parse_mapping(authors_checkpoints, "authors_checkpoints")
     unknown = sorted(set(authors) - set(table_rows(table)))
@@ -166,17 +182,27 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
         raise ValueError(f"authors_checkpoints: {table} has no row(s) {unknown}; its rows are {table_rows(table)}")
     rows += [r for r in authors if r not in rows]
     configs = {row: make_config(table, row, profile, data_root, device, iters, batch_size, seed, overrides,
-                                weights, allow_random_init, workers)
+                                weights, allow_random_init, workers, micro_batch)
                for row in rows if row not in authors}  # every row is checked before the first one trains
+    procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
+    for cfg in configs.values():
+        if procs is not None:
+            split_for(cfg, procs.world)  # processes x micro-batch x accumulation = batch, or a one-line error
     runs, start = {}, time.perf_counter()
-    with trusting(parse_list(trust_files, "trust_files")):
+    with trusting(parse_list(trust_files, "trust_files")):  # before any job starts: they inherit it
+        pending = {row: launcher.submit(cfg, gpus=gpus, nodes=nodes) for row, cfg in configs.items()} if launcher else {}
         for i, row in enumerate(rows, 1):
             if row in authors:
                 print(f"[{i}/{len(rows)}] {table} / {row}: the authors' checkpoint {authors[row]}", flush=True)
                 runs[row] = evaluate_authors_row(table, row, authors[row], data_root, device, out_dir)
                 continue
             print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
-            runs[row] = train(configs[row], results_dir=out_dir)
+            if row in pending:
+                runs[row] = pending[row].result()
+            elif procs.world == 1:
+                runs[row] = train(configs[row], results_dir=out_dir)
+            else:
+                runs[row] = launch(configs[row], procs, out_dir)
     reused = sum(run.reused for run in runs.values())
     print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
           f"{reused} reused", flush=True)

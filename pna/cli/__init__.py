@@ -24,7 +24,7 @@ from pna.errors import run_main
 # command -> module of this folder, in the order `pna --help` lists them
 COMMANDS = {
     "train": "train", "evaluate": "evaluate", "rehearse": "rehearse", "reproduce": "reproduce",
-    "cost": "cost", "fidelity": "fidelity", "prepare": "prepare",
+    "cost": "cost", "fidelity": "fidelity", "prepare": "prepare", "plan": "plan", "submit": "submit",
 }
 
 

@@ -6,10 +6,15 @@
 
 Every ``--set`` counts (repeat it, or give several pairs after one); an unknown key is an error
 naming the valid keys. Finished runs are cached by config hash under ``runs/``.
+
+SIGTERM or SIGUSR1 (a cluster preempting the job, ``kill``) ends the step in progress, saves the
+resume state and exits with status 75 (EX_TEMPFAIL: run the same command again to continue); a
+non-finite loss or gradient is a one-line error (status 1) and writes no result.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "train one table row (single process or under torchrun)"
 
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from pna.configs import load_config
     from pna.engine import distributed as dist
     from pna.engine.build import with_weights
+    from pna.engine.interrupts import EXIT_INTERRUPTED, TrainingInterrupted
     from pna.engine.train import train
     from pna.files import trusting
 
@@ -67,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"mIoU (%): {stages}")
             if result.result_path:
                 print(f"results: {result.result_path}")
+    except TrainingInterrupted as stopped:
+        if dist.is_main():
+            print(f"pna train: {stopped}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     finally:
         dist.cleanup()
     return 0

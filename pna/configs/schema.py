@@ -84,10 +84,12 @@ def default_workers(most: int = 4) -> int:
 
 @dataclass
 class TrainConfig:
-    """The iteration-based loop. `batch_size` is the effective batch over all processes."""
+    """The iteration-based loop. `batch_size` is the effective batch over all processes and
+    accumulation steps: processes x `micro_batch` x accumulation (:mod:`pna.engine.batch_split`)."""
 
     iters: int = 20000
     batch_size: int = 16
+    micro_batch: int | None = None      # images per forward/backward per process; None: batch_size / processes
     eval_interval: int = 2000           # 0: evaluate only at the end
     checkpoint_interval: int = 2000
     log_interval: int = 50
@@ -133,8 +135,10 @@ class Config:
 
 # Fields that change how a run executes but not what it computes; left out of the hash so that
 # a trained model is shared whatever the number of loader workers or the logging cadence.
+# micro_batch too, like the process count: same images, gradient sum and schedule; only BatchNorm
+# and hard-pixel mining see other groups (recorded, pna.engine.batch_split); a run resumes on any split.
 _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"), ("train", "deterministic"),
-               ("model", "allow_random_init")}
+               ("train", "micro_batch"), ("model", "allow_random_init")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.
 _LABELS = ("name", "table", "row")

@@ -70,6 +70,16 @@ def mean_scalar(value: float, device: torch.device) -> float:
     return float(tensor) / world_size()
 
 
+def any_flags(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag OR-ed over all processes (one all-reduce), so that every rank takes the same
+    decision (stop now, a bad loss) even when only one of them saw the cause."""
+    if not is_initialized():
+        return list(flags)
+    tensor = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in tensor.tolist()]
+
+
 def gather_objects(obj) -> list:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process)."""
     if not is_initialized():

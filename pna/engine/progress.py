@@ -6,7 +6,9 @@
   runs, then one line when it ends. An executed notebook thus holds one line per run instead of
   one per update (a text bar in a notebook is a new output line at every refresh).
 
-``PNA_PROGRESS=widget|bar|lines|off`` overrides the guess.
+``PNA_PROGRESS=widget|bar|lines|off`` overrides the guess. ``PNA_PROGRESS_LINES=N`` adds, in the
+lines mode, N evenly spaced lines while the loop runs (a run streamed into a notebook from another
+process, :mod:`pna.engine.launch`, shows its progress that way).
 
 Example::
 
@@ -84,9 +86,13 @@ def progress_mode() -> str:
 class Progress:
     """A counted loop's progress: ``update()`` per step, ``close()`` (or ``with``) at the end."""
 
-    def __init__(self, total: int, desc: str, initial: int = 0, enabled: bool = True, mode: str | None = None):
+    def __init__(self, total: int, desc: str, initial: int = 0, enabled: bool = True, mode: str | None = None,
+                 lines: int | None = None):
         self.total, self.desc, self.n, self.initial = total, desc, initial, initial
         self.mode = (mode or progress_mode()) if enabled else "off"
+        lines = int(os.environ.get("PNA_PROGRESS_LINES", "0")) if lines is None else lines
+        # lines mode: a line every `every` steps while running (0: only the summary at the end)
+        self.every = -(-total // lines) if lines > 0 and total else 0
         self.postfix: dict[str, str] = {}
         self.start = time.perf_counter()
         self.bar = self._make_bar() if self.mode in ("widget", "bar") else None
@@ -103,9 +109,11 @@ class Progress:
         return tqdm(total=self.total, initial=self.initial, desc=self.desc, dynamic_ncols=True)
 
     def update(self, n: int = 1) -> None:
-        self.n += n
+        before, self.n = self.n, self.n + n
         if self.bar is not None:
             self.bar.update(n)
+        elif self.mode == "lines" and self.every and self.n < self.total and self.n // self.every > before // self.every:
+            print(self.summary(), flush=True)
 
     def set_postfix(self, **values) -> None:
         self.postfix = {k: str(v) for k, v in values.items()}

@@ -2,7 +2,9 @@
 
 Each training run writes ``results/<table>/<row>.<profile>.json``: per-stage metrics plus where the
 numbers come from (config and hash, seed, git commit and dirty flag, torch, device, world size,
-effective batch, dataset sizes, iterations, wall time).
+effective batch and its split into processes x micro-batch x accumulation steps, with what BatchNorm
+and hard-pixel mining saw and how that differs from the authors' (``batch_split``), dataset sizes,
+iterations, wall time).
 
 Example::
 
@@ -48,9 +50,10 @@ def device_name(device: torch.device | str) -> str:
 
 
 def provenance(cfg, cfg_hash: str, device: torch.device | str, world_size: int,
-               dataset_sizes: dict, iterations: int, wall_time_s: float) -> dict:
-    """Everything needed to tell where a number comes from."""
-    return {
+               dataset_sizes: dict, iterations: int, wall_time_s: float, batch_split: dict | None = None) -> dict:
+    """Everything needed to tell where a number comes from (``batch_split``:
+    :func:`pna.engine.batch_split.describe_split` of the run)."""
+    record = {
         "config_name": cfg.name,
         "config": cfg.to_dict(),
         "config_hash": cfg_hash,
@@ -69,6 +72,9 @@ def provenance(cfg, cfg_hash: str, device: torch.device | str, world_size: int,
         "iterations": iterations,
         "wall_time_s": round(wall_time_s, 2),
     }
+    if batch_split is not None:
+        record["batch_split"] = batch_split
+    return record
 
 
 def result_path(table: str, row: str, profile: str, root: Path | None = None) -> Path:

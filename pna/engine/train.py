@@ -1,7 +1,9 @@
 """The training loop of one table row (``pna train``, :mod:`pna.cli.train`).
 
 Iteration-based AdamW + poly training of one table row, with periodic evaluation, atomic
-checkpoints, resumption (``--resume``), DDP under torchrun, and a results JSON at the end.
+checkpoints, resumption (``--resume``), DDP under torchrun, gradient accumulation to the effective
+batch (:mod:`pna.engine.batch_split`), a clean stop on SIGTERM / SIGUSR1 and a refusal of non-finite
+losses (:mod:`pna.engine.interrupts`), and a results JSON at the end.
 
 What a resume restores exactly: the model, optimiser, scheduler and grad-scaler state, the data
 position and every sample's augmentation (seeded by (seed, epoch, index), :mod:`pna.engine.loader`),
@@ -21,20 +23,21 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from pna.engine import distributed as dist
+from pna.engine.batch_split import accumulate_gradients, describe_split, split_for
 from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash, load_config
 from pna.engine.build import build_eval_set, build_model, build_train_set
+from pna.engine.determinism import RESEED_STRIDE, make_deterministic, seed_everything
+from pna.engine.interrupts import (SkippedSteps, StopSignals, TrainingInterrupted, bad_values, check_finite_weights,
+                                   non_finite_gradient, non_finite_loss)
 from pna.engine.evaluate import evaluate_model
 from pna.engine.loader import train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
@@ -66,31 +69,6 @@ class RunResult:
         return self.metrics["stages"][stage or self.metrics["final_stage"]]["mIoU"]
 
 
-# Re-seeding on a resume with another world size: a prime stride keeps the streams of different
-# (rank, iteration) pairs apart.
-RESEED_STRIDE = 7919
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    random.seed(seed)
-
-
-def make_deterministic(device: torch.device) -> None:
-    """Deterministic kernels for this process (``train.deterministic``). On CUDA: cuBLAS's fixed
-    workspace, cuDNN without autotuning, ``torch.use_deterministic_algorithms`` with a warning (not an
-    error) where an op has no deterministic kernel. CPU kernels used here are deterministic already."""
-    if device.type != "cuda":
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    _announce("train.deterministic: deterministic CUDA kernels (slower: no cuDNN autotuning; ops without "
-              "a deterministic kernel warn and stay non-deterministic)")
-
-
 class Trainer:
     """One run of `cfg` in `run_dir` (fresh or resumed); :meth:`fit` trains, evaluates and saves."""
 
@@ -98,9 +76,7 @@ class Trainer:
         self.cfg, self.run, self.device, self.progress = cfg, run, device, progress
         self.hash = config_hash(cfg)
         self.world = dist.world_size()
-        if cfg.train.batch_size % self.world:
-            raise ValueError(f"train.batch_size {cfg.train.batch_size} (the effective batch) is not divisible "
-                             f"by the world size {self.world}")
+        self.split = split_for(cfg, self.world)  # one-line error unless processes x micro x steps = batch
         seed_everything(cfg.train.seed + dist.rank())
         self.train_set, self.eval_set = build_train_set(cfg), build_eval_set(cfg)
         self.model = build_model(cfg, self.train_set.num_classes, device)
@@ -114,7 +90,8 @@ class Trainer:
                                          o.poly_power, o.min_lr)
         self.amp = cfg.train.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.iteration, self.elapsed = 0, 0.0
+        self.skipped = SkippedSteps()
+        self.iteration, self.elapsed, self.saved_at = 0, 0.0, None
         if resume:
             self._load(load_checkpoint(run.last, map_location=device))
 
@@ -134,8 +111,15 @@ class Trainer:
                   "re-seeded (data order unchanged)", flush=True)
             seed_everything(self.cfg.train.seed + dist.rank() + RESEED_STRIDE * ckpt["iteration"])
         self.iteration, self.elapsed = ckpt["iteration"], ckpt["elapsed_s"]
+        self.saved_at = self.iteration
+
+    def _kept(self) -> str:
+        """Where the last good state is, for the error of a run that went bad."""
+        return (f"{self.run.last} holds iteration {self.saved_at}" if self.saved_at is not None
+                else "no checkpoint was written")
 
     def _save_last(self) -> None:
+        check_finite_weights(self.model, self.cfg.name, self.iteration, self._kept())
         states = dist.gather_objects(rng_state())  # every rank's generators, in rank order
         if dist.is_main():
             atomic_save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -144,6 +128,7 @@ class Trainer:
                          "elapsed_s": self.elapsed,
                          "config": self.cfg.to_dict(), "config_hash": self.hash,
                          "world_size": self.world}, self.run.last)
+        self.saved_at = self.iteration
         dist.barrier()
 
     def _log(self, entry: dict) -> None:
@@ -159,57 +144,94 @@ class Trainer:
         self.eval_seconds = round(time.perf_counter() - start, 3)
         return {"split": self.cfg.data.eval_split, **metrics}
 
-    def train_step(self, batch: dict) -> tuple[float, dict]:
-        images = batch["image"].to(self.device, non_blocking=True)
-        labels = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=self.amp):
-            outputs = self.net(images)
-            loss, parts = self.criterion(outputs, labels)
+    def train_step(self, batch: dict, signalled: bool) -> tuple[float, dict, bool]:
+        """One optimiser step over this process's share of the batch, in micro-batches. Returns the
+        loss, its per-output parts and whether any rank was signalled to stop (the same on every rank)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.optim.clip_grad is not None:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        loss, parts = accumulate_gradients(self.net, self.criterion, batch, self.split.micro_batch, self.device,
+                                           self.amp, self.scaler)
+        values = dict(zip(["total", *parts], torch.stack([loss, *parts.values()]).tolist()))  # one device sync
+        bad = bad_values(values)
+        stop, any_bad = dist.any_flags([signalled, bool(bad)], self.device)
+        if any_bad:
+            bad = sorted({n for names in dist.gather_objects(bad) for n in names} - {"total"}) or ["total"]
+            if not self.amp:  # under AMP the scaler skips the step; SkippedSteps counts it
+                raise non_finite_loss(self.cfg.name, self.iteration + 1, bad, self._kept())
+        self.apply_gradients(bad if any_bad else [])
+        parts = {k: v for k, v in values.items() if k != "total"}
+        return values["total"], parts, stop
+
+    def apply_gradients(self, bad_outputs: list[str]) -> None:
+        """Clip, step and schedule once per effective batch. Without AMP a non-finite gradient is an
+        error; with AMP a step the scaler skips is counted (interrupts.SkippedSteps)."""
+        clip = self.cfg.optim.clip_grad
+        if self.amp:
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.skipped.record(self.scaler.get_scale() < scale, self.iteration + 1, self.cfg.name, bad_outputs,
+                                self._kept())
+        else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = (nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip is not None
+                    else nn.utils.get_total_norm(grads))
+            if not torch.isfinite(norm):
+                raise non_finite_gradient(self.cfg.name, self.iteration + 1, self.model, self._kept())
+            self.optimizer.step()
         self.scheduler.step()
-        return loss.detach().item(), {k: float(v.detach()) for k, v in parts.items()}
 
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to ``train.iters`` and evaluate; with ``stop_after``, stop after that many
-        iterations of this call, save the resume state and return None (a time-sliced job)."""
+        iterations of this call, save the resume state and return None (a time-sliced job).
+        SIGTERM / SIGUSR1 end the step in progress, save the resume state and raise
+        :class:`TrainingInterrupted`."""
         t = self.cfg.train
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
-        batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
+        batches = train_batches(self.train_set, self.split.per_process, t.seed, self.iteration, t.workers,
                                 self.world, dist.rank(), pin_memory=self.device.type == "cuda")
         bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
         start = time.perf_counter() - self.elapsed
         self.model.train()
-        while self.iteration < stop_at:
-            lr = self.optimizer.param_groups[0]["lr"]
-            loss, parts = self.train_step(next(batches))
-            self.iteration += 1
-            self.elapsed = time.perf_counter() - start
-            bar.update(1)
-            if self.iteration % t.log_interval == 0 or self.iteration == t.iters:
-                loss = dist.mean_scalar(loss, self.device)
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-                self._log({"type": "train", "iter": self.iteration, "loss": loss, "parts": parts, "lr": lr,
-                           "time_s": round(self.elapsed, 3)})
-            if t.eval_interval and self.iteration % t.eval_interval == 0 and self.iteration < t.iters:
-                metrics = self.evaluate()
-                self._log({"type": "eval", "iter": self.iteration,
-                           "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
-            if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
-                self._save_last()
+        with StopSignals() as signals:
+            while self.iteration < stop_at:
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss, parts, stop = self.train_step(next(batches), signals.received is not None)
+                self.iteration += 1
+                self.elapsed = time.perf_counter() - start
+                bar.update(1)
+                if self.iteration % t.log_interval == 0 or self.iteration == t.iters:
+                    loss = dist.mean_scalar(loss, self.device)
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+                    self._log({"type": "train", "iter": self.iteration, "loss": loss, "parts": parts, "lr": lr,
+                               "time_s": round(self.elapsed, 3)})
+                if stop:
+                    self._interrupted(bar, signals.received)
+                if t.eval_interval and self.iteration % t.eval_interval == 0 and self.iteration < t.iters:
+                    metrics = self.evaluate()
+                    self._log({"type": "eval", "iter": self.iteration,
+                               "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
+                if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
+                    self._save_last()
+            if dist.any_flags([signals.received is not None], self.device)[0]:  # signalled after the last step
+                self._interrupted(bar, signals.received)
         bar.close()
         if self.iteration < t.iters:
             self._save_last()
             return None
+        check_finite_weights(self.model, self.cfg.name, self.iteration, self._kept())
         metrics = self.evaluate()
         self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()},
                    "seconds": self.eval_seconds})
         return metrics
+
+    def _interrupted(self, bar: Progress, signal_name: str | None) -> None:
+        bar.close()
+        self._save_last()
+        self._log({"type": "interrupted", "iter": self.iteration, "signal": signal_name})
+        raise TrainingInterrupted(self.cfg.name, self.iteration, self.run.last, signal_name)
 
 
 def _announce(text: str) -> None:
@@ -227,8 +249,9 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     `resume` or `reuse`. Nothing finished is replaced without `overwrite`.
     """
     device = dist.init_from_env(cfg.train.device)
-    if cfg.train.deterministic:
-        make_deterministic(device)
+    if cfg.train.deterministic and make_deterministic(device):
+        _announce("train.deterministic: deterministic CUDA kernels (slower: no cuDNN autotuning; ops without "
+                  "a deterministic kernel warn and stay non-deterministic)")
     cfg_hash = config_hash(cfg)
     run = RunDir(out_dir or default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
     action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
@@ -253,7 +276,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
         return RunResult(run.path, cfg, cfg_hash, {}, {"iteration": trainer.iteration}, None, reused=False,
                          finished=False)
     sizes = {"train": len(trainer.train_set), "eval": len(trainer.eval_set)}
-    record = {**provenance(cfg, cfg_hash, device, trainer.world, sizes, trainer.iteration, trainer.elapsed),
+    record = {**provenance(cfg, cfg_hash, device, trainer.world, sizes, trainer.iteration, trainer.elapsed,
+                           describe_split(cfg, trainer.split)),
               "metrics": metrics, "run_dir": str(run.path), "log": str(run.log)}
     path = None
     if dist.is_main():

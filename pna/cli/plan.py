@@ -1,0 +1,51 @@
+"""Which row fits which card: the estimated peak memory per micro-batch and the split of the
+authors' batch (processes x micro-batch x accumulation steps) that fits (pna.analysis.card_fit).
+
+    pna plan --config cityscapes/deeplabv3_r103_os16_pna --gpu-mem 24          # one row, one 24 GB GPU
+    pna plan --config voc/psp_swin_b_pna --gpu-mem 16 --gpus 4
+    pna plan --gpu-mem 12 24 48 80                                               # every paper row
+
+The figures come from the rehearsal's measured table (results/rehearsal/cuda.csv where a GPU has
+measured it, else cpu.csv, whose CPU RSS is not GPU memory: an upper bound). Train with the split
+shown: ``--set train.micro_batch=M`` (notebooks: ``micro_batch=M``).
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "estimate which row fits which GPU memory, and the micro-batch x accumulation it would use"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="one row (default: a table of every measured paper row)")
+    parser.add_argument("--gpu-mem", type=float, nargs="+", required=True, metavar="GB", help="memory per GPU, GB")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the authors' batch is split over")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pna.analysis.card_fit import SOURCES, choose_split, footprints, plan_table
+    from pna.configs import load_config
+    from pna.engine.batch_split import mining_chunk
+
+    if args.gpus < 1:
+        raise ValueError(f"--gpus must be >= 1, got {args.gpus}")
+    prints = footprints()
+    source = next(iter(prints.values())).source
+    print(f"measured: {SOURCES[source]}")
+    if args.config is None:
+        print(plan_table(args.gpu_mem, args.gpus).to_string())
+        print(f"cells: micro-batch x accumulation steps per GPU of {args.gpus} GPU(s); '-': does not fit")
+        return 0
+    if args.config not in prints:
+        raise ValueError(f"{args.config}: no measured peak memory; run `pna rehearse --rows {args.config}` first")
+    cfg, fp = load_config(args.config, "paper"), prints[args.config]
+    print(f"{args.config}: {fp.state_mb / 1024:.1f} GB weights + gradients + AdamW state, "
+          f"{fp.per_image_mb / 1024:.2f} GB per image")
+    for mem in args.gpu_mem:
+        split = choose_split(fp, cfg.train.batch_size, args.gpus, mem, mining_chunk(cfg))
+        if split is None:
+            print(f"{mem:g} GB: does not fit even one image per GPU (estimated {fp.peak_mb(1) / 1024:.1f} GB)")
+        else:
+            print(f"{mem:g} GB: {split.text()} (estimated peak {fp.peak_mb(split.micro_batch) / 1024:.1f} GB per GPU; "
+                  f"--set train.micro_batch={split.micro_batch})")
+    return 0

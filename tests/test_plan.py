@@ -1,0 +1,60 @@
+"""`pna plan`: peak memory per micro-batch from the measured table, and the split that fits a card."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pna.analysis.card_fit import (BYTES_PER_PARAM, CPU_BASELINE_MB, CUDA_RESERVE_MB, Footprint, choose_split,
+                                   footprints, plan_table)
+from pna.cli import dispatch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _root(tmp_path: Path, cpu_peak: float, cuda_peak: float | None = None) -> Path:
+    (tmp_path / "results" / "rehearsal").mkdir(parents=True)
+    (tmp_path / "results" / "cost").mkdir(parents=True)
+    (tmp_path / "results" / "cost" / "all_models.csv").write_text("model,params_m\nfcn_r50_os32,50.0\n")
+    header = "config,device,crop,batch,s_per_iter,peak_mb,eval_s,eval_size,amp_step_s,resumed_at,status,error\n"
+    (tmp_path / "results" / "rehearsal" / "cpu.csv").write_text(
+        header + f"voc/fcn_r50_os32,cpu,512x512,2,6.4,{cpu_peak},1,512x683,6,1,ok,\n")
+    if cuda_peak is not None:
+        (tmp_path / "results" / "rehearsal" / "cuda.csv").write_text(
+            header + f"voc/fcn_r50_os32,cuda,512x512,2,0.3,{cuda_peak},1,512x683,,1,ok,\n")
+    return tmp_path
+
+
+def test_footprint_from_the_cpu_table_by_hand(tmp_path):
+    root = _root(tmp_path, cpu_peak=4000.0)
+    fp = footprints(root)["voc/fcn_r50_os32"]
+    state = 50e6 * 16 / 2 ** 20                                  # 762.9 MB: weights, grads, AdamW moments
+    assert BYTES_PER_PARAM == 16 and fp.source == "cpu"
+    assert fp.state_mb == pytest.approx(state)
+    assert fp.per_image_mb == pytest.approx((4000 - 740 - state) / 2)  # (peak - baseline - state) / batch 2
+    assert CPU_BASELINE_MB == 740
+    # a GPU-measured table wins, without the CPU process's baseline
+    fp = footprints(_root(tmp_path / "gpu", cpu_peak=4000.0, cuda_peak=3000.0))["voc/fcn_r50_os32"]
+    assert fp.source == "cuda" and fp.per_image_mb == pytest.approx((3000 - state) / 2)
+
+
+def test_the_largest_micro_batch_that_fits():
+    fp = Footprint("row", "cpu", state_mb=1000.0, per_image_mb=1000.0)
+    # peaks: 16 images 18024 MB, 8: 10024, 4: 6024, 2: 4024, 1: 3024 (+1024 reserve each); 90% of the card
+    assert CUDA_RESERVE_MB == 1024
+    assert choose_split(fp, 16, 1, 24).micro_batch == 16        # 18024 <= 22118
+    assert choose_split(fp, 16, 1, 12).micro_batch == 8         # 10024 <= 11059 < 18024
+    assert choose_split(fp, 16, 1, 6).micro_batch == 2          # 6024 > 5529, 4024 <= 5529
+    assert choose_split(fp, 16, 4, 80).text() == "4 process(es) x 4 images x 1 accumulation steps = 16"
+    assert choose_split(fp, 16, 1, 3) is None                   # one image needs 3024 > 2765
+    assert choose_split(fp, 16, 1, 6, chunk=4) is None          # 4 images need 6024 > 5529: no chunk of 4 fits
+    assert choose_split(fp, 16, 1, 7, chunk=4).micro_batch == 4
+
+
+def test_pna_plan_prints_the_split_and_the_caveat(capsys):
+    dispatch(["plan", "--config", "voc/fcn_r50_os32", "--gpu-mem", "80", "4"])
+    out = capsys.readouterr().out
+    assert "CPU RSS is not GPU memory" in out
+    assert "80 GB: 1 process(es) x 16 images x 1 accumulation steps = 16" in out
+    assert "4 GB: 1 process(es) x 2 images x 8 accumulation steps = 16" in out  # 0.7 + 2 x 0.58 + 1 GB <= 3.6 GB
+    table = plan_table([24], gpus=4, configs=["voc/fcn_r50_os32", "cityscapes/fpn_r103_pna"])
+    assert list(table["24 GB"]) == ["4x1", "4x1"]
