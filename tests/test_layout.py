@@ -115,7 +115,7 @@ def test_code_cites_docs_in_the_repository_only():
     assert not missing, f"cited but not in docs/: {missing}"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "rehearse", "reproduce", "cost", "fidelity", "prepare"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "rehearse", "reproduce", "cost", "fidelity", "prepare", "plan", "submit"])
 def test_every_command_has_help(command, capsys):
     from pna.cli import dispatch
 
