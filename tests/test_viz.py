@@ -92,6 +92,7 @@ def test_band_fixes_counts_by_hand_and_the_boundary_figures_draw_every_stage(tmp
     assert fixes.loc["inside the band"].tolist()[:5] == [45, 20, 1, 20, 1]
     assert fixes.loc["outside the band"].tolist()[:5] == [54, 40, 1, 40, 1]  # 100 - 45 - 1 ignored
     assert fixes.loc["all", "fixed"] == 60 and fixes.loc["inside the band", "share of all fixed (%)"] == pytest.approx(100 / 3)
+    assert fixes.loc["inside the band", "share of pixels (%)"] == pytest.approx(100 * 45 / 99)
     assert len(fig.axes) == 5
     stages = {s: {"mIoU": 0.5, "boundary_iou": {"mean": 0.2}, "boundary_f": {"mean": 0.3},
                   "trimap_miou": {"1": 0.1, "8": 0.3}} for s in ("P0", "P1", "P2")}

@@ -84,6 +84,7 @@ def band_fixes(label: Tensor, predictions: Mapping[str, Tensor], width: int | No
                        "fixed": int((wrong_first & ~wrong_last & region).sum()),
                        "broken": int((~wrong_first & wrong_last & region).sum())}
     frame = pd.DataFrame.from_dict(lines, orient="index")
+    frame["share of pixels (%)"] = 100 * frame["pixels"] / max(int(frame.loc["all", "pixels"]), 1)
     frame["share of all fixed (%)"] = 100 * frame["fixed"] / max(int(frame.loc["all", "fixed"]), 1)
     frame.attrs["width"] = width
     return frame
