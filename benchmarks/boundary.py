@@ -14,10 +14,12 @@ Two kinds of random logits:
 
 Each image is evaluated without and with the metrics in alternating order; the CPU is shared, so
 the figures are medians over ``--images`` and the 1-minute load average is written beside them.
-Writes ``results/benchmarks/boundary_<device>.csv``.
+On a CPU shared by more processes than it has cores, torch's OpenMP threads wait on each other at
+every operation, and the boundary metrics are many short operations: one thread per process
+(``--threads 1``) gives the steadier figure there. Writes ``results/benchmarks/boundary_<device>.csv``.
 
-    python benchmarks/boundary.py                   # 5 images per case, CPU
-    python benchmarks/boundary.py --images 3 --cases smooth
+    python benchmarks/boundary.py                   # 5 images per case, CPU, torch's threads
+    python benchmarks/boundary.py --threads 1 2 --images 3 --cases smooth
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ STAGE_STRIDES = {"P0": 32, "P1": 32, "P2": 16, "P3": 8, "P4": 4}  # PNA's output
 LABEL_STRIDE = 16
 IGNORED_CLASS = CLASSES - 1  # one class of the random label becomes "ignored" (about 1 pixel in 19)
 COLUMNS = ["case", "height", "width", "classes", "stages", "images", "without_s", "with_s", "ratio",
-           "added_pct", "threads", "device", "load_avg_1min", "torch"]
+           "added_pct", "cpu_without_s", "cpu_with_s", "cpu_ratio", "threads", "device", "load_avg_1min", "torch"]
 
 
 def random_logits(stride: int, generator: torch.Generator) -> torch.Tensor:
@@ -87,30 +89,34 @@ def make_case(case: str, seed: int) -> tuple[FixedLogits, OneImage]:
     return FixedLogits(logits), OneImage(label)
 
 
-def timed(model, dataset, boundary: bool, device: str) -> float:
+def timed(model, dataset, boundary: bool, device: str) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one evaluation (CPU time is what the work costs on a
+    shared machine, where the wall clock also counts the time other processes held the cores)."""
     settings = {} if boundary else {"boundary": None}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     evaluate_model(model, dataset, device, **settings)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def measure(case: str, images: int, device: str) -> dict:
-    without, with_ = [], []
+    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     for i in range(images + 1):  # the first image warms up allocator and caches, and is not counted
         model, dataset = make_case(case, seed=i)
         model.logits = {k: v.to(device) for k, v in model.logits.items()}
-        order = (False, True) if i % 2 else (True, False)
-        times = {flag: timed(model, dataset, flag, device) for flag in order}
-        if i:
-            without.append(times[False])
-            with_.append(times[True])
-    base, full = statistics.median(without), statistics.median(with_)
+        for flag in ((False, True) if i % 2 else (True, False)):
+            measured = timed(model, dataset, flag, device)
+            if i:
+                times[flag].append(measured)
+    (base, full), (cpu_base, cpu_full) = [[statistics.median(t[k] for t in times[flag]) for flag in (False, True)]
+                                          for k in (0, 1)]
     return {"case": case, "height": HEIGHT, "width": WIDTH, "classes": CLASSES, "stages": len(STAGE_STRIDES),
             "images": images, "without_s": round(base, 4), "with_s": round(full, 4), "ratio": round(full / base, 3),
-            "added_pct": round(100 * (full / base - 1), 1), "threads": torch.get_num_threads(), "device": device,
-            "load_avg_1min": round(os.getloadavg()[0], 2), "torch": torch.__version__}
+            "added_pct": round(100 * (full / base - 1), 1), "cpu_without_s": round(cpu_base, 4),
+            "cpu_with_s": round(cpu_full, 4), "cpu_ratio": round(cpu_full / cpu_base, 3),
+            "threads": torch.get_num_threads(), "device": device, "load_avg_1min": round(os.getloadavg()[0], 2),
+            "torch": torch.__version__}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -118,17 +124,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--images", type=int, default=5, help="timed images per case (median taken)")
     parser.add_argument("--cases", nargs="+", default=["smooth", "noise"], choices=["smooth", "noise"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, nargs="+", help="torch CPU threads, one set of rows each "
+                        "(default: torch's)")
     parser.add_argument("--output", help="CSV path (default: results/benchmarks/boundary_<device type>.csv)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rows = []
-    for case in args.cases:
-        row = measure(case, args.images, args.device)
-        rows.append(row)
-        print(f"{case:>6}: {row['without_s']:.3f} s/image without, {row['with_s']:.3f} s with the boundary "
-              f"metrics: x{row['ratio']:.3f} (+{row['added_pct']:.1f}%), load {row['load_avg_1min']}", flush=True)
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        for case in args.cases:
+            row = measure(case, args.images, args.device)
+            rows.append(row)
+            print(f"{case:>6}, {threads} thread(s): {row['without_s']:.3f} s/image without, {row['with_s']:.3f} s with "
+                  f"the boundary metrics: x{row['ratio']:.3f} (+{row['added_pct']:.1f}%); CPU time {row['cpu_without_s']:.3f} "
+                  f"-> {row['cpu_with_s']:.3f} s, x{row['cpu_ratio']:.3f}; load {row['load_avg_1min']}",
+                  flush=True)
     out = Path(args.output or ROOT / "results" / "benchmarks" / f"boundary_{torch.device(args.device).type}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:

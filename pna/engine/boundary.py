@@ -5,14 +5,16 @@ PNA's stages exist to place boundaries and thin parts that a stride-32 predictio
 dominated by region interiors, so refinement work (CascadePSP, SegFix, BPR) measures boundaries
 directly. No well-kept library computes these for semantic segmentation: torchmetrics has released
 no boundary metric, the Boundary IoU reference code covers instance and panoptic segmentation
-only, and mmsegmentation declined one. So they are written here, on :mod:`pna.engine.morphology`
-(square windows by doubling: batched, on the device, no CPU round trip).
+only, and mmsegmentation declined one. So they are written here, in torch on the evaluation
+device (batched, no round trip to scipy on the CPU), on :mod:`pna.engine.morphology`. Distances
+are chessboard distances (a square window), which is the reference definition itself (``d``
+erosions by a 3x3 square), not an approximation of a disk.
 
 * **Boundary IoU** (Cheng et al., CVPR 2021). The boundary region of a binary mask M is M minus
   its erosion by ``d``, the erosion padding with background: the mask pixels within chessboard
   distance ``d`` of a pixel outside M, the outside of the image included (so a mask touching the
   image border has boundary along it), exactly the reference's ``d`` repeated 3x3 erosions.
-  ``d = round(dilation_ratio * image diagonal)``, at least 1 px (ratio 0.02 as in the paper),
+  ``d = round(dilation_ratio * image diagonal)``, at least 1 px (ratio 0.02 as in Cheng et al.),
   per image. ``BIoU_c = |G_d & P_d| / |G_d | P_d|`` over the boundary regions of class c in label
   and prediction, intersections and unions summed over the dataset.
 * **Trimap mIoU** (the band evaluation of Kohli et al. 2009, used by DeepLab): mIoU over the
@@ -31,8 +33,15 @@ predictions everywhere has no value and is left out of the mean (so is a class w
 anywhere for the F-score); the mean is over ``eval_classes``. Ignored pixels (``ignore_index``)
 belong to no class in label *and* prediction (the prediction there is not counted), so they are
 never boundary; a class region next to them has boundary there, as at the image border, and a
-prediction equal to the label on every evaluated pixel scores 100. An image smaller than ``2d``
-is all boundary, as the reference's erosion empties it.
+prediction equal to the label on every evaluated pixel scores 100. In an image at most ``2d`` px
+on a side every pixel is within ``d`` of the border: every mask is all boundary (the reference's
+erosion empties it) and Boundary IoU equals IoU.
+
+Cost: the label's share (its boundary region, contours, bands) is computed once per image for all
+stages (:class:`LabelMaps`); a stage adds one boundary region, one contour map and two histograms
+(``torch.bincount`` of a per-pixel key), with no per-class loop: the F-score's per-class matching
+ORs class bit maps over the tolerance window. ``benchmarks/boundary.py`` measures it at Cityscapes'
+size (``results/benchmarks/boundary_cpu.csv``).
 
 Example::
 
@@ -57,7 +66,6 @@ from pna.engine.morphology import band_levels, inner_boundary, transitions, wind
 DILATION_RATIO = 0.02  # Boundary IoU's d: 2% of the image diagonal (Cheng et al. 2021)
 TRIMAP_WIDTHS = (1, 2, 4, 8, 16, 32)  # px at the label's resolution
 F_TOLERANCE_RATIO = 0.0075  # the BF score's match tolerance: 0.75% of the diagonal (Csurka et al. 2013)
-MAX_CLASSES = 4096  # keeps every histogram key below 2**31 (int32 keys)
 _BITS = 31  # classes per int32 word of the F-score's class bit maps (the sign bit is left unused)
 _CONTOUR_STATES = 3  # a pixel is not on a contour, on an unmatched one, or on a matched one
 
@@ -91,7 +99,8 @@ def pixels_of(ratio: float, height: int, width: int) -> int:
 
 
 def _contour_bits(codes: Tensor, contour: Tensor, words: int) -> Tensor:
-    """(words, N, H, W) int32: on contour pixels of class c, bit c % 31 of word c // 31."""
+    """(words, N, H, W) int32: on contour pixels of class c, bit c % 31 of word c // 31 (the
+    ignored code never lies on a contour, so its shift is masked away)."""
     shift = codes.int()
     if words > 1:
         word, shift = shift // _BITS, shift % _BITS
@@ -174,8 +183,8 @@ class BoundaryMetrics:
 
     def __init__(self, num_classes: int, ignore_index: int = 255, eval_classes: Sequence[int] | None = None,
                  device: torch.device | str = "cpu", settings: BoundarySettings = BoundarySettings()):
-        if not 1 <= num_classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}], got {num_classes}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes, self.ignore_index, self.settings = num_classes, ignore_index, settings
         self.eval_classes = list(range(num_classes)) if eval_classes is None else list(eval_classes)
         bad = [c for c in self.eval_classes if not 0 <= c < num_classes]
@@ -186,6 +195,9 @@ class BoundaryMetrics:
         self.trimap = zeros(len(settings.trimap_widths), num_classes, num_classes)  # confusion per band
         self.contours = zeros(4, num_classes)  # predicted: matched, all; label: matched, all
         self._key = _Key(num_classes, len(settings.trimap_widths))
+        if self._key.bins >= 2 ** 31:  # the key is an int32 map
+            raise ValueError(f"{num_classes} classes and {len(settings.trimap_widths)} trimap widths need "
+                             f"{self._key.bins} histogram bins; at most 2**31 - 1 are supported")
 
     def label_maps(self, label: Tensor) -> LabelMaps:
         """The label's share of the work, to hand to :meth:`update` for every stage of one batch."""
