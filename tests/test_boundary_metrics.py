@@ -8,7 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
-from pna.engine.boundary import BoundaryMetrics, BoundarySettings, pixels_of
+from pna.engine.boundary import BoundaryMetrics, BoundarySettings, pixels_of, update_stages
 from pna.engine.metrics import ConfusionMatrix
 from pna.engine.morphology import mask_boundary, transition_band
 
@@ -275,6 +275,22 @@ def test_streaming_two_batches_equals_one_batch_of_both():
         assert torch.equal(a, b) and a.sum() > 0
     assert one.summary() == two.summary()
     assert one.reduce_() is one  # outside torch.distributed: a no-op
+
+
+def test_all_stages_at_once_equal_one_stage_at_a_time():
+    rng = np.random.default_rng(5)
+    label = random_label(rng, 48, 40, 3)
+    preds = {f"P{k}": torch.from_numpy(perturbed(rng, label, 3)) for k in range(3)}
+    preds["P1"][0, 0] = 7  # out of range: clamped to the last class, as the confusion matrix does
+    together, alone = {n: BoundaryMetrics(3) for n in preds}, {n: BoundaryMetrics(3) for n in preds}
+    update_stages(together, preds, torch.from_numpy(label))
+    for name, pred in preds.items():
+        alone[name].update(pred.clamp(0, 2), torch.from_numpy(label))
+    for name in preds:
+        for a, b in zip((together[name].biou, together[name].trimap, together[name].contours),
+                        (alone[name].biou, alone[name].trimap, alone[name].contours)):
+            assert torch.equal(a, b)
+    assert together["P0"].summary() != together["P2"].summary()  # three different stages
 
 
 def test_bad_settings_and_shapes_are_one_line_errors():

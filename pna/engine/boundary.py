@@ -38,10 +38,10 @@ on a side every pixel is within ``d`` of the border: every mask is all boundary 
 erosion empties it) and Boundary IoU equals IoU.
 
 Cost: the label's share (its boundary region, contours, bands) is computed once per image for all
-stages (:class:`LabelMaps`); a stage adds one boundary region, one contour map and two histograms
-(``torch.bincount`` of a per-pixel key), with no per-class loop: the F-score's per-class matching
-ORs class bit maps over the tolerance window. ``benchmarks/boundary.py`` measures it at Cityscapes'
-size (``results/benchmarks/boundary_cpu.csv``).
+stages (:class:`LabelMaps`), and :func:`update_stages` stacks the stages so that each operation
+serves all of them; there is no per-class loop (:mod:`pna.engine.boundary_maps`).
+``benchmarks/boundary.py`` measures what the metrics add to an evaluation at Cityscapes' size
+(``results/benchmarks/boundary_cpu.csv``).
 
 Example::
 
@@ -54,120 +54,13 @@ Example::
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from pna.engine.morphology import band_levels, inner_boundary, transitions, window_reduce
-
-DILATION_RATIO = 0.02  # Boundary IoU's d: 2% of the image diagonal (Cheng et al. 2021)
-TRIMAP_WIDTHS = (1, 2, 4, 8, 16, 32)  # px at the label's resolution
-F_TOLERANCE_RATIO = 0.0075  # the BF score's match tolerance: 0.75% of the diagonal (Csurka et al. 2013)
-_BITS = 31  # classes per int32 word of the F-score's class bit maps (the sign bit is left unused)
-_CONTOUR_STATES = 3  # a pixel is not on a contour, on an unmatched one, or on a matched one
-
-
-@dataclass(frozen=True)
-class BoundarySettings:
-    dilation_ratio: float = DILATION_RATIO
-    trimap_widths: tuple[int, ...] = TRIMAP_WIDTHS
-    f_tolerance_ratio: float = F_TOLERANCE_RATIO
-
-    def __post_init__(self):
-        for name in ("dilation_ratio", "f_tolerance_ratio"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"boundary {name} must be in [0, 1), got {getattr(self, name)}")
-        widths = tuple(self.trimap_widths)
-        if not widths or list(widths) != sorted(set(widths)) or not all(isinstance(w, int) and w >= 1 for w in widths):
-            raise ValueError(f"boundary trimap_widths must be increasing integers >= 1, got {self.trimap_widths}")
-        object.__setattr__(self, "trimap_widths", widths)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "trimap_widths": list(self.trimap_widths)}
-
-
-def pixels_of(ratio: float, height: int, width: int) -> int:
-    """``ratio`` of the image diagonal in whole pixels (rounded as the reference does), at least 1.
-
-    >>> pixels_of(0.02, 1024, 2048), pixels_of(0.02, 256, 256), pixels_of(0.02, 5, 5)
-    (46, 7, 1)
-    """
-    return max(1, int(round(ratio * math.hypot(height, width))))
-
-
-def _contour_bits(codes: Tensor, contour: Tensor, words: int) -> Tensor:
-    """(words, N, H, W) int32: on contour pixels of class c, bit c % 31 of word c // 31 (the
-    ignored code never lies on a contour, so its shift is masked away)."""
-    shift = codes.int()
-    if words > 1:
-        word, shift = shift // _BITS, shift % _BITS
-    bit = torch.bitwise_left_shift(torch.ones((), dtype=torch.int32, device=codes.device), shift)
-    bit.masked_fill_(~contour, 0)
-    if words == 1:
-        return bit[None]
-    return torch.stack([torch.where(word == w, bit, 0) for w in range(words)])
-
-
-def _any_common_bit(a: Tensor, b: Tensor) -> Tensor:
-    return ((a & b) != 0).any(0)
-
-
-class LabelMaps:
-    """What a batch of labels (N, H, W) contributes to every stage's metrics, computed once.
-
-    Holds dense maps only (no boolean indexing, slow on a CPU): the label's class codes (ignored:
-    ``num_classes``), its Boundary IoU region, contours and their class bits, and ``key``, the
-    label's part of the histogram key that :meth:`BoundaryMetrics.update` completes per stage.
-    """
-
-    def __init__(self, label: Tensor, num_classes: int, ignore_index: int = 255,
-                 settings: BoundarySettings = BoundarySettings(), device=None):
-        label = label.to(device if device is not None else label.device)
-        label = label.reshape(-1, *label.shape[-2:])
-        self.num_classes, self.settings = num_classes, settings
-        height, width = label.shape[-2:]
-        self.distance = pixels_of(settings.dilation_ratio, height, width)
-        self.tolerance = pixels_of(settings.f_tolerance_ratio, height, width)
-        self.words = -(-num_classes // _BITS)
-        self.valid = (label >= 0) & (label < num_classes) & (label != ignore_index)
-        self.codes = torch.where(self.valid, label, num_classes).to(_code_dtype(num_classes))
-        edges = transitions(self.codes)
-        self.boundary = inner_boundary(self.codes, self.distance, edges) & self.valid
-        self.contour = edges & self.valid
-        self.bits = _contour_bits(self.codes, self.contour, self.words)
-        self.near = window_reduce(self.bits, self.tolerance, torch.bitwise_or, 0)
-        levels = band_levels(edges, settings.trimap_widths)
-        levels[~self.valid] = len(settings.trimap_widths)  # outside every band
-        k = _Key(num_classes, len(settings.trimap_widths))
-        self.key = levels.int().mul_(k.level).add_(self.boundary, alpha=k.label_boundary)
-        self.key.add_(self.contour, alpha=k.label_contour).add_(self.codes, alpha=k.label)
-
-
-def _code_dtype(num_classes: int) -> torch.dtype:
-    return torch.uint8 if num_classes < 255 else torch.int16
-
-
-class _Key:
-    """Strides of the per-pixel histogram key (level, label boundary, intersection, label contour
-    state, label class, predicted class), and the second one (predicted boundary and contour state,
-    predicted class). Classes count ``num_classes + 1`` codes: the last is an ignored pixel."""
-
-    def __init__(self, num_classes: int, widths: int):
-        codes = num_classes + 1
-        self.label = codes
-        self.label_contour = codes * codes  # 0 none, 1 unmatched, 2 matched
-        self.inter = _CONTOUR_STATES * self.label_contour
-        self.label_boundary = 2 * self.inter
-        self.level = 2 * self.label_boundary
-        self.bins = (widths + 1) * self.level
-        self.shape = (widths + 1, 2, 2, _CONTOUR_STATES, codes, codes)
-        self.pred_contour = codes
-        self.pred_boundary = _CONTOUR_STATES * codes
-        self.pred_bins = 2 * self.pred_boundary
-        self.pred_shape = (2, _CONTOUR_STATES, codes)
+from pna.engine.boundary_maps import (DILATION_RATIO, F_TOLERANCE_RATIO, TRIMAP_WIDTHS, BoundarySettings,  # noqa: F401
+                                      HistogramKey, LabelMaps, pixels_of, stage_histograms)
 
 
 def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -194,7 +87,7 @@ class BoundaryMetrics:
         self.biou = zeros(2, num_classes)  # intersection, union of the boundary regions
         self.trimap = zeros(len(settings.trimap_widths), num_classes, num_classes)  # confusion per band
         self.contours = zeros(4, num_classes)  # predicted: matched, all; label: matched, all
-        self._key = _Key(num_classes, len(settings.trimap_widths))
+        self._key = HistogramKey(num_classes, len(settings.trimap_widths))
         if self._key.bins >= 2 ** 31:  # the key is an int32 map
             raise ValueError(f"{num_classes} classes and {len(settings.trimap_widths)} trimap widths need "
                              f"{self._key.bins} histogram bins; at most 2**31 - 1 are supported")
@@ -205,38 +98,24 @@ class BoundaryMetrics:
 
     def update(self, prediction: Tensor, label: Tensor | LabelMaps) -> None:
         """Add a batch: ``prediction`` class ids (N, H, W) or (H, W), ``label`` of that shape (or
-        its :meth:`label_maps`, computed once for all stages)."""
-        ref = label if isinstance(label, LabelMaps) else self.label_maps(label)
+        its :meth:`label_maps`, computed once for all stages; :func:`update_stages` adds every
+        stage at once)."""
+        update_stages({"stage": self}, {"stage": prediction}, label)
+
+    def check(self, ref: LabelMaps, prediction: Tensor) -> None:
         if ref.num_classes != self.num_classes or ref.settings != self.settings:
             raise ValueError("label maps were made for other classes or boundary settings")
         if prediction.shape[-2:] != ref.codes.shape[-2:] or prediction.numel() != ref.codes.numel():
             raise ValueError(f"prediction shape {tuple(prediction.shape)} != label shape {tuple(ref.codes.shape)}")
-        c, k = self.num_classes, self._key
-        pred = prediction.to(ref.codes.device).reshape(ref.codes.shape)
-        low, high = torch.aminmax(pred)
-        if low < 0 or high >= c:  # as the confusion matrix does; a read is cheaper than a clamped copy
-            pred = pred.clamp(0, c - 1)
-        pred = pred.to(ref.codes.dtype)
-        codes = torch.where(ref.valid, pred, c)  # predictions on ignored pixels are not counted
-        edges = transitions(codes)
-        boundary = inner_boundary(codes, ref.distance, edges) & ref.valid
-        contour = edges & ref.valid
-        bits = _contour_bits(codes, contour, ref.words)
-        near = window_reduce(bits, ref.tolerance, torch.bitwise_or, 0)
-        matched = _any_common_bit(ref.near, bits)  # a predicted contour pixel near a label contour of its class
-        label_matched = _any_common_bit(near, ref.bits)
-        inter = boundary & ref.boundary & (codes == ref.codes)
 
-        key = (ref.key + codes).add_(inter, alpha=k.inter).add_(label_matched, alpha=k.label_contour)
-        hist = torch.bincount(key.reshape(-1), minlength=k.bins).view(k.shape)[..., :c, :]
-        pred_key = codes.int().add_(boundary, alpha=k.pred_boundary).add_(contour, alpha=k.pred_contour)
-        pred_key.add_(matched, alpha=k.pred_contour)
-        pred_hist = torch.bincount(pred_key.reshape(-1), minlength=k.pred_bins).view(k.pred_shape)[..., :c]
-
+    def add(self, hist: Tensor, pred_hist: Tensor) -> None:
+        """Add one stage's histograms (:func:`pna.engine.boundary_maps.stage_histograms`)."""
+        c = self.num_classes
         self.trimap += hist[:-1].sum((1, 2, 3))[..., :c].cumsum(0)  # band k: the pixels of levels 0..k
         per_label = hist.sum(-1)  # (level, label boundary, inter, label contour state, label class)
-        self.biou[0] += per_label[:, :, 1].sum((0, 1, 2))
-        self.biou[1] += per_label[:, 1].sum((0, 1, 2)) + pred_hist[1].sum(0) - per_label[:, :, 1].sum((0, 1, 2))
+        inter = per_label[:, :, 1].sum((0, 1, 2))
+        self.biou[0] += inter
+        self.biou[1] += per_label[:, 1].sum((0, 1, 2)) + pred_hist[1].sum(0) - inter
         self.contours[0] += pred_hist[:, 2].sum(0)
         self.contours[1] += pred_hist[:, 1:].sum((0, 1))
         self.contours[2] += per_label[:, :, :, 2].sum((0, 1, 2))
@@ -289,3 +168,16 @@ class BoundaryMetrics:
         return {"boundary_iou": per_class(self.boundary_iou()), "boundary_f": per_class(self.boundary_f()),
                 "trimap_miou": {str(w): v for w, v in self.trimap_miou().items()}}
 
+
+def update_stages(metrics: Mapping[str, BoundaryMetrics], predictions: Mapping[str, Tensor],
+                  label: Tensor | LabelMaps) -> None:
+    """Add one batch of every stage: ``predictions[name]`` to ``metrics[name]`` (same classes and
+    settings), the label's maps computed once and the stages stacked, so each operation runs once
+    for all of them (on a shared CPU, fewer and larger operations also wait less for threads)."""
+    first = next(iter(metrics.values()))
+    ref = label if isinstance(label, LabelMaps) else first.label_maps(label)
+    for name, m in metrics.items():
+        m.check(ref, predictions[name])
+    histograms = stage_histograms([predictions[name] for name in metrics], ref, first._key)
+    for m, (hist, pred_hist) in zip(metrics.values(), histograms):
+        m.add(hist, pred_hist)

@@ -1,8 +1,8 @@
 """Per-stage evaluation: mIoU and boundary quality of every prediction P0..P4 over a split.
 
 Next to each stage's confusion matrix, :class:`pna.engine.boundary.BoundaryMetrics` accumulates
-Boundary IoU, trimap mIoU and the boundary F-score (the label's share computed once per image for
-all stages; ``benchmarks/boundary.py`` measures what they add to an evaluation).
+Boundary IoU, trimap mIoU and the boundary F-score (all stages of an image at once, the label's
+share computed once; ``benchmarks/boundary.py`` measures what they add to an evaluation).
 
 :func:`evaluate_model` scores a model on a dataset (whole images or sliding windows, sharded over
 DDP ranks); :func:`evaluate_with_config` does it with a config's test protocol, and
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pna.engine import distributed as dist
-from pna.engine.boundary import BoundaryMetrics, BoundarySettings
+from pna.engine.boundary import BoundaryMetrics, BoundarySettings, update_stages
 from pna.engine.loader import eval_loader
 from pna.engine.metrics import ConfusionMatrix
 from pna.models.resize import resize_to
@@ -111,12 +111,12 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
         for image, label in pairs:
             image = image.to(device).reshape(-1, *image.shape[-3:])
             label = label.to(device).reshape(-1, *label.shape[-2:])
-            reference = edges[names[0]].label_maps(label) if edges else None  # shared by every stage
+            predictions = {}
             for name, logits in predict_stage_logits(net, image, mode, crop, stride, names).items():
-                prediction = resize_to(logits, label).argmax(1)
-                matrices[name].update(prediction, label)
-                if edges:
-                    edges[name].update(prediction, reference)
+                predictions[name] = resize_to(logits, label).argmax(1)
+                matrices[name].update(predictions[name], label)
+            if edges:  # every stage at once, the label's share computed once
+                update_stages(edges, predictions, label)
     num_images = torch.tensor([len(loader.dataset)], device=device)
     if dist.is_initialized():
         torch.distributed.all_reduce(num_images)
