@@ -282,15 +282,17 @@ def test_all_stages_at_once_equal_one_stage_at_a_time():
     label = random_label(rng, 48, 40, 3)
     preds = {f"P{k}": torch.from_numpy(perturbed(rng, label, 3)) for k in range(3)}
     preds["P1"][0, 0] = 7  # out of range: clamped to the last class, as the confusion matrix does
-    together, alone = {n: BoundaryMetrics(3) for n in preds}, {n: BoundaryMetrics(3) for n in preds}
-    update_stages(together, preds, torch.from_numpy(label))
+    alone = {n: BoundaryMetrics(3) for n in preds}
     for name, pred in preds.items():
         alone[name].update(pred.clamp(0, 2), torch.from_numpy(label))
-    for name in preds:
-        for a, b in zip((together[name].biou, together[name].trimap, together[name].contours),
-                        (alone[name].biou, alone[name].trimap, alone[name].contours)):
-            assert torch.equal(a, b)
-    assert together["P0"].summary() != together["P2"].summary()  # three different stages
+    for stacked in (True, False):
+        together = {n: BoundaryMetrics(3) for n in preds}
+        update_stages(together, preds, torch.from_numpy(label), stacked=stacked)
+        for name in preds:
+            for a, b in zip((together[name].biou, together[name].trimap, together[name].contours),
+                            (alone[name].biou, alone[name].trimap, alone[name].contours)):
+                assert torch.equal(a, b), (stacked, name)
+    assert alone["P0"].summary() != alone["P2"].summary()  # three different stages
 
 
 def test_bad_settings_and_shapes_are_one_line_errors():
