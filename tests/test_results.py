@@ -1,6 +1,7 @@
 """Results JSONs: provenance fields, atomic writes that keep other configs' results, paper numbers."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -136,3 +137,54 @@ def test_smoke_tables_say_what_was_trained_and_which_runs_two_tables_share(tmp_p
     text = (tmp_path / "tables" / "table5.smoke.md").read_text()
     assert "`fpn_r52_pna` is the same training as table6/fpn_r52_pna" in text
     assert "is the same training as table5/fpn_r52_pna" in (tmp_path / "tables" / "table6.smoke.md").read_text()
+
+
+def _boundary(stage_values: dict[str, tuple[float, float]]) -> dict:
+    """Per-stage metrics with boundary keys: {stage: (mIoU, Boundary IoU)}."""
+    return {s: {"mIoU": m, "pixel_accuracy": 0.9, "per_class_iou": {"a": m},
+                "boundary_iou": {"mean": b, "per_class": {"a": b}}, "boundary_f": {"mean": b / 2, "per_class": {"a": b / 2}},
+                "trimap_miou": {"1": b / 4, "32": m}} for s, (m, b) in stage_values.items()}
+
+
+def test_boundary_beside_paper_pairs_mIoU_and_marks_what_the_paper_does_not_report(tmp_path):
+    from pna.analysis.boundary_report import NOT_REPORTED, OURS_ONLY, boundary_beside_paper, write_boundary_tables
+
+    pna = load_config("voc/fcn_r50_os32_pna", "smoke")
+    record = _record(pna, {f"P{k}": 0.5 + k / 20 for k in range(5)})
+    record["metrics"]["stages"] = _boundary({f"P{k}": (0.5 + k / 20, 0.2 + k / 10) for k in range(5)})
+    write_result(record, tmp_path)
+    write_result(_record(load_config("voc/fcn_r50_os32", "smoke"), {"P0": 0.4}), tmp_path)  # no boundary metrics
+    table1 = boundary_beside_paper("table1", "smoke", tmp_path)
+    pna_p4 = table1.loc[("fcn_r50_os32_pna", "P4")]
+    assert pna_p4["mIoU (paper)"] == 78.6 and pna_p4["mIoU (ours)"] == pytest.approx(70.0)
+    assert pna_p4["diff"] == pytest.approx(70.0 - 78.6) and pna_p4[f"Boundary IoU {OURS_ONLY}"] == pytest.approx(60.0)
+    assert table1.loc[("fcn_r50_os32_pna", "P0"), "mIoU (paper)"] == 68.4
+    baseline = table1.loc[("fcn_r50_os32", "P0")]
+    assert baseline["mIoU (paper)"] == 67.1 and np.isnan(baseline[f"Boundary IoU {OURS_ONLY}"])  # evaluated before
+    # Table 3 prints one mIoU per model: it pairs with our final stage; the others are not reported
+    row = load_config("voc/deeplabv3_r101_os16_pna", "smoke")
+    record = _record(row, {f"P{k}": 0.6 for k in range(5)})
+    record["metrics"]["stages"] = _boundary({f"P{k}": (0.6, 0.3) for k in range(5)})
+    write_result(record, tmp_path)
+    table3 = boundary_beside_paper("table3", "smoke", tmp_path)
+    assert table3["mIoU (paper)"].tolist() == [NOT_REPORTED] * 4 + [79.3]
+    written = write_boundary_tables("smoke", tmp_path)
+    assert set(written) == {"table1", "table3"} and all(path.is_file() for _, path in written.values())
+    text = (tmp_path / "tables" / "table3_boundary.smoke.md").read_text()
+    assert NOT_REPORTED in text and f"Boundary IoU {OURS_ONLY}" in text
+
+
+def test_boundary_claim_compares_the_two_gains_and_skips_a_result_without_them():
+    from pna.analysis.claims import boundary_gains_more, check_claims
+    from pna.engine.train import RunResult
+
+    claim = boundary_gains_more("fcn_r50_os32_pna")
+    run = lambda stages: {"fcn_r50_os32_pna": RunResult(None, None, "", {"stages": stages, "final_stage": "P4"},  # noqa: E731
+                                                        {}, None, reused=False)}
+    # mIoU +10 points, Boundary IoU +30 points: holds; +5 against +10: does not
+    holds, measured = claim.check(run(_boundary({"P0": (0.5, 0.2), "P4": (0.6, 0.5)})))
+    assert holds and "+30.0" in measured and "+10.0" in measured
+    assert claim.check(run(_boundary({"P0": (0.5, 0.2), "P4": (0.6, 0.25)})))[0] is False
+    old = run({"P0": {"mIoU": 0.5}, "P4": {"mIoU": 0.6}})
+    line = check_claims("table1", old, synthetic=True).set_index("claim").loc[claim.text]
+    assert line["holds"] is None and line["note"].startswith("skipped: no boundary metrics")

@@ -62,6 +62,10 @@ def test_train_end_to_end_then_reuse_and_refuse_overwrite(cache, isolated):
     saved = json.loads(result.result_path.read_text())
     assert result.result_path == isolated / "results" / "table1" / "fcn_r50_os32_pna.smoke.json"
     assert saved["config_hash"] == config_hash(cfg) and saved["metrics"] == result.metrics
+    # every stage carries the boundary metrics next to its mIoU
+    for stage in saved["metrics"]["stages"].values():
+        assert 0 <= stage["boundary_iou"]["mean"] <= 1 and 0 <= stage["boundary_f"]["mean"] <= 1
+        assert set(stage["trimap_miou"]) == {"1", "2", "4", "8", "16", "32"}
 
     # the same config again: the finished run is loaded, not retrained
     stamp = (result.run_dir / "final.pt").stat().st_mtime_ns
@@ -82,6 +86,22 @@ def test_train_end_to_end_then_reuse_and_refuse_overwrite(cache, isolated):
     assert not redone.reused and redone.record["iterations"] == 3
 
 
+def test_a_run_evaluated_before_the_boundary_metrics_gains_them_when_reused(cache, isolated):
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache, iters=2))
+    result = train(cfg, progress=False)
+    done = result.run_dir / "done.json"
+    record = json.loads(done.read_text())
+    for stage in record["metrics"]["stages"].values():  # as a run finished before they existed
+        for key in ("boundary_iou", "boundary_f", "trimap_miou"):
+            del stage[key]
+    done.write_text(json.dumps(record))
+    again = train(cfg, progress=False)
+    assert again.reused and again.metrics == result.metrics  # the same model scored again: the same numbers
+    assert json.loads(done.read_text())["metrics"] == result.metrics
+    assert json.loads(again.result_path.read_text())["metrics"]["stages"]["P4"]["boundary_iou"] == \
+        result.metrics["stages"]["P4"]["boundary_iou"]
+
+
 def test_evaluate_cli_rebuilds_the_model_from_the_checkpoint(cache, isolated, capsys):
     cfg = load_config("voc/fcn_r50_os32", "smoke", tiny_overrides(cache, iters=2))
     result = train(cfg, progress=False)
@@ -90,7 +110,9 @@ def test_evaluate_cli_rebuilds_the_model_from_the_checkpoint(cache, isolated, ca
                    "eval.stride=(16, 16)", "--output", str(out)])
     data = json.loads(out.read_text())
     assert data["mode"] == "slide" and data["num_images"] == 4 and set(data["stages"]) == {"P0"}
-    assert "P0: mIoU" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "P0: mIoU" in printed and "Boundary IoU" in printed and "trimap mIoU 1px" in printed
+    assert 0 <= data["stages"]["P0"]["boundary_iou"]["mean"] <= 1
     with pytest.raises(FileNotFoundError):
         dispatch(["evaluate", "--checkpoint", str(isolated / "missing.pt")])
 

@@ -72,3 +72,32 @@ def test_refinement_figure_names_the_classes_it_shows():
     colours = [tuple(np.round(h.get_facecolor()[:3], 3)) for h in fig.legends[0].legend_handles]
     assert colours[1] == pytest.approx((200 / 255, 0, 0), abs=1e-3)
     assert plot_refinement([sample], palette).legends == []  # no names, no legend
+
+
+def test_band_fixes_counts_by_hand_and_the_boundary_figures_draw_every_stage(tmp_path):
+    from pna.analysis.boundary_figures import band_fix_report, plot_boundary_stages
+    from pna.analysis.boundary_report import boundary_frame
+
+    # label: class 1 in columns 4-9 of a 10x10 image, one ignored pixel at (9, 0). Band of 2 px:
+    # columns 2-5 (40 px) and, around the ignored pixel (another label), (7-8, 0-1) and (9, 1): 45 px
+    label = torch.zeros(10, 10, dtype=torch.long)
+    label[:, 4:] = 1
+    label[9, 0] = 255
+    p0 = torch.zeros(10, 10, dtype=torch.long)  # wrong on all 60 class-1 pixels
+    p4 = label.clone()
+    p4[9, 0] = 0
+    p4[0, 0] = 1  # right everywhere but one pixel far from the boundary
+    p4[5, 3] = 1  # and one in the band
+    fig, fixes = band_fix_report(torch.zeros(3, 10, 10), label, {"P0": p0, "P4": p4}, [(0, 0, 0), (255, 0, 0)], width=2)
+    assert fixes.loc["inside the band"].tolist()[:5] == [45, 20, 1, 20, 1]
+    assert fixes.loc["outside the band"].tolist()[:5] == [54, 40, 1, 40, 1]  # 100 - 45 - 1 ignored
+    assert fixes.loc["all", "fixed"] == 60 and fixes.loc["inside the band", "share of all fixed (%)"] == pytest.approx(100 / 3)
+    assert fixes.loc["inside the band", "share of pixels (%)"] == pytest.approx(100 * 45 / 99)
+    assert len(fig.axes) == 5
+    stages = {s: {"mIoU": 0.5, "boundary_iou": {"mean": 0.2}, "boundary_f": {"mean": 0.3},
+                  "trimap_miou": {"1": 0.1, "8": 0.3}} for s in ("P0", "P1", "P2")}
+    frame = boundary_frame({"pna": {"stages": stages}, "fcn": {"stages": {"P0": stages["P0"]}}})
+    fig = plot_boundary_stages(frame, title="t")
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == ["pna", "fcn"]
+    assert len(panels[0].lines) == 4 and list(panels[0].lines[-1].get_ydata()) == [20.0] * 3  # Boundary IoU last

@@ -1,4 +1,5 @@
-"""Per-stage mIoU of a trained checkpoint, or of a model the authors released.
+"""Per-stage mIoU and boundary quality (Boundary IoU, boundary F, trimap mIoU) of a trained
+checkpoint, or of a model the authors released.
 
     pna evaluate --checkpoint runs/<run>/final.pt [--split val] [--mode whole|slide] [--root DIR]
     pna evaluate --checkpoint final.pt --root /data/VOCdevkit/VOC2012 --dataset voc
@@ -15,7 +16,7 @@ import argparse
 
 from pna.cli.train import add_overrides, add_trust_file
 
-HELP = "per-stage mIoU of a checkpoint (ours or the authors')"
+HELP = "per-stage mIoU and boundary quality of a checkpoint (ours or the authors')"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +58,19 @@ def checked_config(cfg, root: str | None, dataset: str | None, source: str):
                              "that dataset's loader, or leave --root out")
         changes["data.root"] = str(root)
     return apply_overrides(cfg, changes)
+
+
+def stage_boundary_text(stage: dict) -> str:
+    """The boundary metrics of one stage as printed after its mIoU ("" when it has none).
+
+    >>> stage_boundary_text({"boundary_iou": {"mean": 0.5}, "boundary_f": {"mean": 0.25}, "trimap_miou": {"1": 0.4}})
+    '  Boundary IoU 50.00  boundary F 25.00  trimap mIoU 1px 40.0'
+    """
+    if "boundary_iou" not in stage:
+        return ""
+    trimap = " ".join(f"{w}px {100 * v:.1f}" for w, v in stage["trimap_miou"].items())
+    return (f"  Boundary IoU {100 * stage['boundary_iou']['mean']:.2f}  boundary F {100 * stage['boundary_f']['mean']:.2f}"
+            f"  trimap mIoU {trimap}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"{cfg.data.eval_dataset or cfg.data.dataset} {cfg.data.eval_split} ({metrics['num_images']} "
                   f"images, {cfg.eval.mode}):")
             for name, stage in metrics["stages"].items():
-                print(f"  {name}: mIoU {100 * stage['mIoU']:.2f}")
+                print(f"  {name}: mIoU {100 * stage['mIoU']:.2f}{stage_boundary_text(stage)}")
             if args.output:
                 atomic_write_json({"checkpoint": str(source), "split": cfg.data.eval_split, "mode": cfg.eval.mode,
                                    **metrics}, args.output)

@@ -1,4 +1,8 @@
-"""Per-stage evaluation: confusion-matrix mIoU of every prediction P0..P4 over a split.
+"""Per-stage evaluation: mIoU and boundary quality of every prediction P0..P4 over a split.
+
+Next to each stage's confusion matrix, :class:`pna.engine.boundary.BoundaryMetrics` accumulates
+Boundary IoU, trimap mIoU and the boundary F-score (all stages of an image at once, the label's
+share computed once; ``benchmarks/boundary.py`` measures what they add to an evaluation).
 
 :func:`evaluate_model` scores a model on a dataset (whole images or sliding windows, sharded over
 DDP ranks); :func:`evaluate_with_config` does it with a config's test protocol, and
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pna.engine import distributed as dist
+from pna.engine.boundary import BoundaryMetrics, BoundarySettings, update_stages
 from pna.engine.loader import eval_loader
 from pna.engine.metrics import ConfusionMatrix
 from pna.models.resize import resize_to
@@ -84,18 +89,21 @@ def predict_stage_logits(model: nn.Module, images: Tensor, mode: str = "whole",
 def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu", mode: str = "whole",
                    crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
                    all_stages: bool = True, batch_size: int = 1, workers: int = 0,
-                   progress: bool = False) -> dict:
-    """mIoU of each stage of `model` over `dataset` (sharded and reduced across DDP ranks).
+                   progress: bool = False, boundary: BoundarySettings | None = BoundarySettings()) -> dict:
+    """mIoU and boundary metrics of each stage of `model` over `dataset` (sharded and reduced
+    across DDP ranks); ``boundary=None`` skips the boundary metrics.
 
-    Returns ``{"stages": {"P0": {"mIoU", "pixel_accuracy", "per_class_iou"}, ...},
-    "final_stage": "P4", "mIoU": <final stage mIoU>, "num_images": n}``; mIoU is a fraction.
+    Returns ``{"stages": {"P0": {"mIoU", "pixel_accuracy", "per_class_iou", "boundary_iou",
+    "boundary_f", "trimap_miou"}, ...}, "final_stage": "P4", "mIoU": <final stage mIoU>,
+    "num_images": n, "boundary_settings": {...}}``; every metric is a fraction.
     """
     net = _unwrap(model)
     was_training = net.training
     net.eval()
     names = list(net.stage_names) if all_stages else [net.stage_names[-1]]
-    matrices = {n: ConfusionMatrix(dataset.num_classes, dataset.ignore_index, dataset.eval_classes, device)
-                for n in names}
+    classes = (dataset.num_classes, dataset.ignore_index, dataset.eval_classes, device)
+    matrices = {n: ConfusionMatrix(*classes) for n in names}
+    edges = {n: BoundaryMetrics(*classes, settings=boundary) for n in names} if boundary is not None else {}
     loader = eval_loader(dataset, batch_size, workers, dist.world_size(), dist.rank())
     for batch in track(loader, "eval", enabled=progress and dist.is_main()):
         images, labels = batch["image"], batch["label"]
@@ -103,15 +111,24 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
         for image, label in pairs:
             image = image.to(device).reshape(-1, *image.shape[-3:])
             label = label.to(device).reshape(-1, *label.shape[-2:])
+            predictions = {}
             for name, logits in predict_stage_logits(net, image, mode, crop, stride, names).items():
-                matrices[name].update(resize_to(logits, label).argmax(1), label)
+                predictions[name] = resize_to(logits, label).argmax(1)
+                matrices[name].update(predictions[name], label)
+            if edges:  # every stage at once, the label's share computed once
+                update_stages(edges, predictions, label)
     num_images = torch.tensor([len(loader.dataset)], device=device)
     if dist.is_initialized():
         torch.distributed.all_reduce(num_images)
     net.train(was_training)
     stages = {n: m.reduce_().summary(list(dataset.classes)) for n, m in matrices.items()}
-    return {"stages": stages, "final_stage": names[-1], "mIoU": stages[names[-1]]["mIoU"],
-            "num_images": int(num_images)}
+    for name, metrics in edges.items():
+        stages[name].update(metrics.reduce_().summary(list(dataset.classes)))
+    result = {"stages": stages, "final_stage": names[-1], "mIoU": stages[names[-1]]["mIoU"],
+              "num_images": int(num_images)}
+    if boundary is not None:
+        result["boundary_settings"] = boundary.to_dict()
+    return result
 
 
 def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | str = "cpu", workers: int = 0,

@@ -34,7 +34,7 @@ from pna.engine import distributed as dist
 from pna.engine.batch_split import accumulate_gradients, describe_split, split_for
 from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash, load_config
-from pna.engine.build import build_eval_set, build_model, build_train_set
+from pna.engine.build import build_eval_set, build_model, build_train_set, model_from_checkpoint
 from pna.engine.determinism import RESEED_STRIDE, make_deterministic, seed_everything
 from pna.engine.interrupts import (SkippedSteps, StopSignals, TrainingInterrupted, bad_values, check_finite_weights,
                                    non_finite_gradient, non_finite_loss)
@@ -234,6 +234,27 @@ class Trainer:
         raise TrainingInterrupted(self.cfg.name, self.iteration, self.run.last, signal_name)
 
 
+def _with_boundary_metrics(run: RunDir, cfg: Config, device: torch.device) -> dict:
+    """The finished run's record, its final model scored again if it was evaluated before the
+    boundary metrics existed: their keys are added to every stage (mIoU and everything else kept
+    as recorded) and to the run's done.json."""
+    record = run.record()
+    stages = record["metrics"]["stages"]
+    if all("boundary_iou" in stage for stage in stages.values()) or not run.final.is_file():
+        return record
+    _announce(f"{cfg.name} ({cfg.profile}): adding boundary metrics to the finished run in {run.path}")
+    dataset = build_eval_set(cfg)
+    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device), dataset.num_classes).to(device)
+    e = cfg.eval
+    fresh = evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size)
+    for name, stage in stages.items():
+        stage.update({k: v for k, v in fresh["stages"][name].items() if k not in stage})
+    record["metrics"]["boundary_settings"] = fresh["boundary_settings"]
+    if dist.is_main():
+        atomic_write_json(record, run.done)
+    return record
+
+
 def _announce(text: str) -> None:
     if dist.is_main():
         print(text, flush=True)
@@ -258,7 +279,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     if action == "reuse":
         # The same training may have been asked for by another table's row (same hash): the
         # results JSON carries the labels of this request.
-        record = {**run.record(), "config": cfg.to_dict()}
+        record = {**_with_boundary_metrics(run, cfg, device), "config": cfg.to_dict()}
         _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
         path = write_result(record, results_dir) if write_results and dist.is_main() else None
         return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)
