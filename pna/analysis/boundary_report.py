@@ -97,8 +97,9 @@ def _paper_miou(table: str, profile: str, root: Path) -> dict[tuple[str, str], f
 
 def boundary_beside_paper(table: str, profile: str, root: str | Path | None = None) -> pd.DataFrame:
     """Every stage of every ``profile`` result of ``table``: the paper's mIoU where it prints one
-    (``n/r`` where it does not), ours, the difference, and our boundary metrics (the paper has
-    none: the columns say ``(ours only)``)."""
+    (``n/r`` where it does not), ours, the difference (paper-profile results only: a smoke number
+    is no estimate of the paper's), and our boundary metrics (the paper has none: the columns say
+    ``(ours only)``)."""
     root = Path(root or results_dir())
     ours = load_boundary_results(table, profile, root)
     if ours.empty:
@@ -108,7 +109,9 @@ def boundary_beside_paper(table: str, profile: str, root: str | Path | None = No
     values = [paper.get(key, float("nan")) for key in frame.index]
     frame.insert(0, "mIoU (paper)", [NOT_REPORTED if pd.isna(v) else v for v in values])
     frame = frame.rename(columns={"mIoU": "mIoU (ours)"})
-    frame.insert(2, "diff", [o - v if not pd.isna(v) else float("nan") for o, v in zip(frame["mIoU (ours)"], values)])
+    comparable = profile == "paper"
+    frame.insert(2, "diff", [o - v if comparable and not pd.isna(v) else float("nan")
+                             for o, v in zip(frame["mIoU (ours)"], values)])
     return frame
 
 
