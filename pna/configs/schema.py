@@ -42,6 +42,11 @@ class DataConfig:
     cat_max_ratio: float | None = None  # re-draw the crop (10 tries) while one class covers more than this
     flip: bool = True
     photometric: bool = True            # brightness, contrast, saturation, hue (never a channel swap)
+    hue: tuple[int, int] = (-18, 18)    # inclusive hue-shift range (OpenCV units); MMSeg draws (-18, 17)
+    pad: str = "crop"                   # crop: pad each sample to `crop` after normalisation (MMSeg);
+    #                                     batch: pad each batch to its largest H, W rounded to the model's divisor (Detectron2)
+    antialias: bool = True              # antialias image downscaling (PIL-like, Detectron2); False: cv2-like (MMSeg)
+    crop_tries: int = 10                # crop draws under cat_max_ratio (Detectron2 10; MMSeg 10 checks + 1 = 11)
     eval_short_side: int | None = 512   # resize for evaluation; None keeps the original size
     eval_max_size: int | None = None    # long-side cap of the evaluation resize
     options: dict = field(default_factory=dict)  # extra build_dataset kwargs (synthetic sizes, seed)
@@ -130,17 +135,25 @@ class Config:
 # a trained model is shared whatever the number of loader workers or the logging cadence.
 _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "device"),
                ("model", "allow_random_init")}
+# Fields added after runs were cached: left out of the hash while they hold their default value,
+# so that a config from before they existed keeps its hash (and its cached run).
+_HASHED_WHEN_CHANGED = {"data": ("hue", "pad", "antialias", "crop_tries")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.
 _LABELS = ("name", "table", "row")
 
 
 def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the config (sorted keys; execution-only fields and the
-    table/row labels dropped)."""
+    """sha256 of the canonical JSON of the config (sorted keys; execution-only fields, the
+    table/row labels and newer fields at their default dropped)."""
     data = cfg.to_dict()
     for section, key in _NOT_HASHED:
         data[section].pop(key, None)
+    for section, keys in _HASHED_WHEN_CHANGED.items():
+        defaults = asdict(typing.get_type_hints(Config)[section]())
+        for key in keys:
+            if json.dumps(data[section].get(key)) == json.dumps(defaults[key]):  # a tuple == its JSON list
+                data[section].pop(key)
     for label in _LABELS:
         data.pop(label, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)

@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -145,10 +146,16 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to ``train.iters`` and evaluate; with ``stop_after``, stop after that many
         iterations of this call, save the resume state and return None (a time-sliced job)."""
+        from pna.data.collate import pad_collate
+        from pna.models.segmentor import size_divisor
+
         t = self.cfg.train
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
+        # Samples of different sizes (Detectron2 rows) are padded per batch to the model's size divisor.
+        collate = functools.partial(pad_collate, size_divisor=size_divisor(self.model),
+                                    ignore_index=self.train_set.ignore_index)
         batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
-                                self.world, dist.rank(), pin_memory=self.device.type == "cuda")
+                                self.world, dist.rank(), pin_memory=self.device.type == "cuda", collate_fn=collate)
         bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
         start = time.perf_counter() - self.elapsed
         self.model.train()
