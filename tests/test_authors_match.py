@@ -60,3 +60,157 @@ def test_bad_loss_arguments_are_refused():
         SegmentationLoss(mean_over="labelled")
     with pytest.raises(ValueError, match="hard_pixel_chunk"):
         SegmentationLoss(hard_pixel_chunk=0)
+
+
+# ---- the built paper-profile models -------------------------------------------------------------
+
+def paper_model(name: str, num_classes: int = 19, **changes):
+    """The paper profile's model of row ``name`` on a small random backbone (heads at full width)."""
+    import warnings
+
+    from pna.configs import load_config
+    from pna.models import create_model
+
+    cfg = load_config(name, "paper")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return create_model(cfg.model.name, num_classes, **{**cfg.model.overrides, "pretrained": None, **changes})
+
+
+def close(measured: float, expected: float, tolerance: float = 0.1) -> bool:
+    """Within ``tolerance`` (relative) of the formula: a sample std of >= 1800 weights is within ~5 %."""
+    return abs(measured - expected) <= tolerance * expected
+
+
+def weight_std(module) -> float:
+    return module.weight.detach().std().item()
+
+
+def fan_in(module) -> int:
+    return module.weight[0].numel()
+
+
+def fan_out(module) -> int:
+    return module.weight.shape[0] * module.weight[0, 0].numel()
+
+
+# (b)5: Detectron2's initialisation (fvcore: c2_xavier_fill = kaiming_uniform(a=1), std 1/sqrt(fan_in);
+# c2_msra_fill = kaiming_normal(fan_out, relu), std sqrt(2/fan_out); both bias 0), classifiers normal(0, 0.001).
+def test_d2_fpn_rows_start_from_detectron2s_initialisation():
+    model = paper_model("cityscapes/fpn_r103_pna", backbone="resnet18c")
+    for stage in model.refine.stages:
+        assert close(weight_std(stage.query), 1 / math.sqrt(fan_in(stage.query)))
+        assert close(weight_std(stage.value), 1 / math.sqrt(fan_in(stage.value)))
+        for fc in (stage.mlp.fc1, stage.mlp.fc2):
+            assert close(weight_std(fc), math.sqrt(2 / fan_out(fc))) and fc.bias.abs().max() == 0
+        assert close(weight_std(stage.classifier), 0.001) and stage.classifier.bias.abs().max() == 0
+    head = model.head
+    for conv in list(head.fpn.lateral) + list(head.fpn.output):
+        assert close(weight_std(conv), 1 / math.sqrt(fan_in(conv))) and conv.bias.abs().max() == 0
+    first = head.scale_heads[0][0][0]
+    assert close(weight_std(first), math.sqrt(2 / fan_out(first)))
+    predictor = head.classifier[-1]      # 128 -> 19: only 2432 weights, hence the 10 % tolerance
+    assert close(weight_std(predictor), math.sqrt(2 / fan_out(predictor))) and predictor.bias.abs().max() == 0
+
+
+def test_d2_deeplab_rows_start_from_detectron2s_initialisation():
+    model = paper_model("cityscapes/deeplabv3_r52_os16_pna", backbone="resnet18c")
+    pool_conv = model.head.aspp.branches[0].conv[0]
+    dilated = model.head.aspp.branches[2][0]
+    for conv in (pool_conv, dilated, model.head.aspp.bottleneck[0]):
+        assert close(weight_std(conv), 1 / math.sqrt(fan_in(conv)))
+    assert pool_conv.bias.abs().max() == 0
+    assert close(weight_std(model.head.classifier[-1]), 0.001)
+
+
+# (b)6: MMSeg's: ConvModules kaiming-normal fan_out (std sqrt(2/fan_out)); aux classifier normal(0, 0.01);
+# the cascade's coarse classifier and PNA head keep PyTorch defaults (std 1/sqrt(3 fan_in)).
+def test_mm_rows_start_from_mmsegs_initialisation():
+    model = paper_model("voc/deeplabv3_r101_os16_pna", 21, backbone="resnet18c")
+    dilated = model.head.aspp.branches[2][0]
+    assert close(weight_std(dilated), math.sqrt(2 / fan_out(dilated)))
+    assert close(weight_std(model.aux_head.convs[0][0]), math.sqrt(2 / fan_out(model.aux_head.convs[0][0])))
+    assert close(weight_std(model.aux_head.classifier[-1]), 0.01)
+    coarse = model.head.classifier[-1]
+    assert close(weight_std(coarse), 1 / math.sqrt(3 * fan_in(coarse)))
+    query = model.refine.stages[0].query
+    assert close(weight_std(query), 1 / math.sqrt(3 * fan_in(query))) and query.bias.abs().max() > 0
+    baseline = paper_model("voc/deeplabv3_r101_os16", 21, backbone="resnet18c")  # no cascade: normal(0, 0.01)
+    assert close(weight_std(baseline.head.classifier[-1]), 0.01)
+
+
+def test_smoke_models_keep_pytorch_defaults():
+    from pna.configs import load_config
+
+    assert "init" not in load_config("cityscapes/fpn_r103_pna", "smoke").model.overrides
+    model = paper_model("cityscapes/fpn_r103_pna", backbone="resnet18c", init="torch")
+    query = model.refine.stages[0].query
+    assert close(weight_std(query), 1 / math.sqrt(3 * fan_in(query)))
+
+
+# (b)8: Detectron2's ASPP drops elements, MMSeg's heads whole channels.
+def test_d2_aspp_dropout_is_element_wise_and_mm_dropout_channel_wise():
+    x = torch.ones(1, 512, 16, 16)
+
+    def zero_channel_fraction(dropout) -> float:
+        torch.manual_seed(0)
+        out = dropout.train()(x)
+        return (out.flatten(2).abs().sum(-1) == 0).float().mean().item()
+
+    d2 = paper_model("cityscapes/deeplabv3_r52_os16_pna", backbone="resnet18c").head.classifier[0]
+    mm = paper_model("voc/deeplabv3_r101_os16_pna", 21, backbone="resnet18c").head.classifier[0]
+    assert zero_channel_fraction(d2) == 0.0            # 256 elements per channel: never all dropped
+    assert 0.05 < zero_channel_fraction(mm) < 0.15     # p = 0.1 of the channels
+    assert d2.p == mm.p == 0.1
+
+
+# (b)7: the MMSeg cascade runs its coarse head twice per training step; Detectron2 once.
+@pytest.mark.parametrize("name, runs", [("voc/fcn_r50_os32_pna", 2), ("deepglobe/fpn_r52_pna", 1)])
+def test_coarse_head_runs_per_training_step(name, runs):
+    model = paper_model(name, 7, backbone="resnet18c", embed_dims=(64, 32, 32, 32)).train()
+    calls, fed = [], []
+    model.head.register_forward_hook(lambda m, args, out: calls.append(out))
+    model.refine.register_forward_pre_hook(lambda m, args: fed.append(args[1]))
+    norms = [m for m in model.head.modules() if isinstance(m, (torch.nn.BatchNorm2d,))]
+    before = [int(m.num_batches_tracked) for m in norms]
+    outputs = model(torch.randn(2, 3, 64, 64))
+    assert len(calls) == runs
+    assert all(int(m.num_batches_tracked) - b == runs for m, b in zip(norms, before))
+    assert (fed[0] is outputs["P0"]) == (runs == 1)
+    sum(o.sum() for o in outputs.values()).backward()   # the second pass carries gradients too
+    assert all(p.grad is not None for p in model.head.parameters())
+    calls.clear()
+    model.eval()(torch.randn(1, 3, 64, 64))
+    assert len(calls) == 1                               # at test: once
+
+
+# (b)3: Detectron2's FPN rows pad every input to a multiple of 32, in training and at test.
+def test_d2_fpn_rows_pad_inputs_to_multiples_of_32():
+    from pna.models.segmentor import predict_at_input_size, size_divisor
+
+    fpn = paper_model("deepglobe/fpn_r52_pna", 7, backbone="resnet18c", embed_dims=(64, 32, 32, 32))
+    deeplab = paper_model("cityscapes/deeplabv3_r52_os16_pna", backbone="resnet18c")
+    assert size_divisor(fpn) == 32 and size_divisor(deeplab) == 1
+    seen = []
+    fpn.backbone.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    out = predict_at_input_size(fpn.eval(), torch.zeros(1, 3, 100, 70), ["P4"])["P4"]
+    assert seen == [(128, 96)] and out.shape[-2:] == (100, 70)
+
+
+def test_training_batches_of_a_d2_fpn_row_are_padded_to_32(tmp_path, monkeypatch):
+    # A 60x60 crop trains as 64x64 (the authors' DeepGlobe 508 crops train as 512).
+    from pna.configs import load_config
+    from pna.engine.train import train
+    from pna.models.segmentor import Segmentor
+
+    monkeypatch.setenv("PNA_RUNS_DIR", str(tmp_path / "runs"))
+    cfg = load_config("deepglobe/fpn_r52_pna", "smoke", [
+        f"data.root={tmp_path / 'synthetic'}", "data.options={'num_train': 4, 'num_val': 1, 'size': 60, 'seed': 0}",
+        "data.crop=(60, 60)", "data.pad=batch", "train.iters=1", "train.batch_size=2", "eval.batch_size=1",
+        "model.overrides.embed_dims=(32, 32, 32, 32)", "model.overrides.head_channels=16",
+        "model.overrides.window_size=3"])
+    shapes = []
+    original = Segmentor.predict_all
+    monkeypatch.setattr(Segmentor, "predict_all", lambda self, x: shapes.append(tuple(x.shape)) or original(self, x))
+    train(cfg, tmp_path / "run", results_dir=tmp_path / "results", progress=False)
+    assert shapes[0] == (2, 3, 64, 64)

@@ -4,7 +4,7 @@ Profiles:
 
 * ``paper``: the authors' per-row settings (:mod:`pna.configs.authors`, ``docs/authors_settings.md``): the
   row's code base (MMSeg or Detectron2), crop, resize, iterations, batch 16, AdamW, warmup, poly,
-  clipping, hard-pixel mining, test resize; ``results/fidelity.md`` lists them beside SPEC's.
+  clipping, hard-pixel mining, test resize; ``results/fidelity.md`` measures them beside the audit.
 * ``smoke``: the same row on the built-in synthetic data with a small backbone
   (:mod:`pna.configs.smoke`); well under a minute per model on a 2-core CPU, so that every notebook
   runs anywhere.
