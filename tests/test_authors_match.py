@@ -214,3 +214,28 @@ def test_training_batches_of_a_d2_fpn_row_are_padded_to_32(tmp_path, monkeypatch
     monkeypatch.setattr(Segmentor, "predict_all", lambda self, x: shapes.append(tuple(x.shape)) or original(self, x))
     train(cfg, tmp_path / "run", results_dir=tmp_path / "results", progress=False)
     assert shapes[0] == (2, 3, 64, 64)
+
+
+# (b)11-(b)13: the authors' Detectron2 evaluator, recorded beside ours where it differs.
+def test_detectron2_evaluator_drops_pixels_outside_its_classes_and_classes_absent_from_the_labels():
+    from pna.engine.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(num_classes=4, eval_classes=[0, 1, 2])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    preds = torch.tensor([0, 0, 3, 3, 1, 1, 2, 2])   # class 2 predicted but in no label; 3 = "unknown"
+    cm.update(preds, labels)
+    # ours: IoU 0: 2/4, 1: 2/4, 2: 0/2 -> mean 1/3 (a predicted-only class counts 0; class 3 is an error)
+    assert cm.miou() == pytest.approx(1 / 3)
+    # Detectron2 over [0, 1, 2]: the two pixels predicted 3 are dropped (IoU 0 = 2/2), class 2 has
+    # no label pixel so it leaves the mean: (1 + 2/4) / 2
+    assert cm.miou_detectron2([0, 1, 2]) == pytest.approx(0.75)
+    assert cm.summary(authors_classes=[0, 1, 2])["mIoU_authors"] == pytest.approx(0.75)
+    assert "mIoU_authors" not in cm.summary()
+
+
+def test_paper_configs_record_the_authors_evaluator_where_it_differs():
+    from pna.configs import load_config
+
+    assert load_config("deepglobe/fpn_r52_pna", "paper").eval.authors_classes == (0, 1, 2, 3, 4, 5)
+    assert load_config("trans10k/fpn_r52_pna", "paper").eval.authors_classes == (0, 1, 2)
+    assert load_config("cityscapes/fpn_r103_pna", "paper").eval.authors_classes is None

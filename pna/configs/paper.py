@@ -89,7 +89,8 @@ def paper_config(row: Row) -> Config:
                           decay_rule=s.decay_rule),
         train=TrainConfig(iters=iters, batch_size=s.batch_per_gpu * s.gpus, eval_interval=iters // 10,
                           checkpoint_interval=iters // 10, amp=True),
-        eval=EvalConfig(mode="whole", crop=s.crop, stride=tuple(c * 2 // 3 for c in s.crop)),
+        eval=EvalConfig(mode="whole", crop=s.crop, stride=tuple(c * 2 // 3 for c in s.crop),
+                        authors_classes=PAPER_DATA[row.dataset].get("authors_classes")),
     )
 
 

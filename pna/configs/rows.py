@@ -154,7 +154,9 @@ PAPER_DATA = {
     "cocostuff10k": dict(dataset="cocostuff10k", eval_split="test"),
     # The authors train 7 outputs ("unknown" a class, their config); scoring the 6 land classes with
     # "unknown" ignored follows the paper's text (their evaluator's class list: docs/authors_settings.md).
+    # authors_classes: the class list of the authors' Detectron2 evaluator, whose number is recorded
+    # beside ours (mIoU_authors): DeepGlobe label ids 0..5 (their dict of 6 names), Trans10k all 3.
     "deepglobe": dict(dataset="deepglobe", eval_split="test", options={"unknown": "class"},
-                      eval_options={"unknown": "ignore"}),
-    "trans10k": dict(dataset="trans10k", eval_split="val"),
+                      eval_options={"unknown": "ignore"}, authors_classes=(0, 1, 2, 3, 4, 5)),
+    "trans10k": dict(dataset="trans10k", eval_split="val", authors_classes=(0, 1, 2)),
 }

@@ -111,6 +111,7 @@ class EvalConfig:
     crop: tuple[int, int] = (512, 512)
     stride: tuple[int, int] = (341, 341)
     batch_size: int = 1                 # images per forward pass (same-size images only)
+    authors_classes: tuple[int, ...] | None = None  # also score as the authors' Detectron2 evaluator over these
 
 
 @dataclass
@@ -137,7 +138,7 @@ _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "devic
                ("model", "allow_random_init")}
 # Fields added after runs were cached: left out of the hash while they hold their default value,
 # so that a config from before they existed keeps its hash (and its cached run).
-_HASHED_WHEN_CHANGED = {"data": ("hue", "pad", "antialias", "crop_tries")}
+_HASHED_WHEN_CHANGED = {"data": ("hue", "pad", "antialias", "crop_tries"), "eval": ("authors_classes",)}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.
 _LABELS = ("name", "table", "row")

@@ -84,11 +84,13 @@ def predict_stage_logits(model: nn.Module, images: Tensor, mode: str = "whole",
 def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu", mode: str = "whole",
                    crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
                    all_stages: bool = True, batch_size: int = 1, workers: int = 0,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, authors_classes: Sequence[int] | None = None) -> dict:
     """mIoU of each stage of `model` over `dataset` (sharded and reduced across DDP ranks).
 
     Returns ``{"stages": {"P0": {"mIoU", "pixel_accuracy", "per_class_iou"}, ...},
     "final_stage": "P4", "mIoU": <final stage mIoU>, "num_images": n}``; mIoU is a fraction.
+    ``authors_classes``: each stage also gets ``mIoU_authors``, the number the authors' Detectron2
+    evaluator gives with that class list (:meth:`ConfusionMatrix.miou_detectron2`).
     """
     net = _unwrap(model)
     was_training = net.training
@@ -109,7 +111,8 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
     if dist.is_initialized():
         torch.distributed.all_reduce(num_images)
     net.train(was_training)
-    stages = {n: m.reduce_().summary(list(dataset.classes)) for n, m in matrices.items()}
+    extra = None if authors_classes is None else list(authors_classes)
+    stages = {n: m.reduce_().summary(list(dataset.classes), extra) for n, m in matrices.items()}
     return {"stages": stages, "final_stage": names[-1], "mIoU": stages[names[-1]]["mIoU"],
             "num_images": int(num_images)}
 
@@ -119,7 +122,7 @@ def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | 
     """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch)."""
     e = cfg.eval
     return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
-                          workers=workers, progress=progress)
+                          workers=workers, progress=progress, authors_classes=e.authors_classes)
 
 
 def evaluate_authors_checkpoint(cfg, path: str | Path, device: torch.device | str = "cpu",

@@ -123,7 +123,8 @@ class Trainer:
         e = self.cfg.eval
         start = time.perf_counter()
         metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
-                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2))
+                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2),
+                                 authors_classes=e.authors_classes)
         self.eval_seconds = round(time.perf_counter() - start, 3)
         return {"split": self.cfg.data.eval_split, **metrics}
 
