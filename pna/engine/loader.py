@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Callable, Iterator
 
@@ -90,6 +91,15 @@ def train_batches(dataset: Dataset, batch_per_rank: int, seed: int, start_iter: 
         yield from DataLoader(items, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
                               generator=generator, collate_fn=collate_fn)
         epoch, offset = epoch + 1, 0
+
+
+def padding_collate(size_divisor: int, ignore_index: int) -> Callable[[list[dict]], dict]:
+    """The training batches' collate: samples padded (image 0, label ``ignore_index``, bottom/right)
+    to the batch's largest size rounded up to ``size_divisor`` (the model's,
+    :func:`pna.models.segmentor.size_divisor`)."""
+    from pna.data.collate import pad_collate
+
+    return functools.partial(pad_collate, size_divisor=size_divisor, ignore_index=ignore_index)
 
 
 def _stack_same_size(items: list[dict]) -> dict:

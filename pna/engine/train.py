@@ -13,7 +13,6 @@ Example::
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 import time
@@ -29,9 +28,10 @@ from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoin
 from pna.configs import Config, config_hash, load_config
 from pna.engine.build import build_eval_set, build_model, build_train_set
 from pna.engine.evaluate import evaluate_model
-from pna.engine.loader import train_batches
+from pna.engine.loader import padding_collate, train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
 from pna.engine.progress import Progress
+from pna.models.segmentor import size_divisor
 from pna.engine.records import provenance, write_result
 from pna.engine.rundir import RunDir, default_run_dir
 
@@ -147,14 +147,10 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to ``train.iters`` and evaluate; with ``stop_after``, stop after that many
         iterations of this call, save the resume state and return None (a time-sliced job)."""
-        from pna.data.collate import pad_collate
-        from pna.models.segmentor import size_divisor
-
         t = self.cfg.train
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
         # Samples of different sizes (Detectron2 rows) are padded per batch to the model's size divisor.
-        collate = functools.partial(pad_collate, size_divisor=size_divisor(self.model),
-                                    ignore_index=self.train_set.ignore_index)
+        collate = padding_collate(size_divisor(self.model), self.train_set.ignore_index)
         batches = train_batches(self.train_set, t.batch_size // self.world, t.seed, self.iteration, t.workers,
                                 self.world, dist.rank(), pin_memory=self.device.type == "cuda", collate_fn=collate)
         bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
