@@ -1,5 +1,5 @@
 """The authors' values, read from the audit's text (``docs/authors_audit.csv``) into the form our
-measurements take (:mod:`pna.tools.fidelity_measure`), one reader per check.
+measurements take (:mod:`pna.tools.fidelity_model`, :mod:`pna.tools.fidelity_pipeline`), one reader per check.
 
 A reader gets the audit lines its check names (``None`` where the group has no such line) and
 returns the expected value; text it does not understand raises :class:`NotUnderstood`, which the
@@ -17,70 +17,14 @@ Example::
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from pna.tools.audit import AuditLine
-
-Lines = dict[str, Optional[AuditLine]]
-# Initialisation formulas by name (measured on the built model by their weight std and bias).
-TORCH, XAVIER_C2, MSRA, XAVIER_UNIFORM = "torch default", "kaiming-uniform a=1", "kaiming-normal fan_out", "xavier-uniform"
-NORMAL_001, NORMAL_0001 = "normal 0.01", "normal 0.001"
-# Loss reductions of one output (measured on a crafted batch).
-MEAN_ALL, MEAN_VALID = "mean over all pixels", "mean over labelled pixels"
-
-
-class NotUnderstood(ValueError):
-    """An audit line the reader of its check cannot read."""
-
-
-def top_k(fraction: float, chunk: int) -> str:
-    return f"top {fraction:g} of all pixels per {chunk} images"
-
-
-def _text(lines: Lines, setting: str) -> str:
-    line = lines.get(setting)
-    if line is None:
-        raise NotUnderstood(f"no audit line for {setting!r}")
-    return line.value
-
-
-def _numbers(text: str) -> list[float]:
-    return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
-
-
-def _first_int(text: str) -> int:
-    values = _numbers(text)
-    if not values:
-        raise NotUnderstood(f"no number in {text!r}")
-    return int(values[0])
-
-
-def _tuple(text: str, after: str = "") -> tuple[float, ...]:
-    """The first (a, b, ...) or [a, b, ...] group in ``text`` (after the phrase ``after``)."""
-    text = text.split(after, 1)[1] if after and after in text else text
-    match = re.search(r"[\(\[]([-\d.,\se]+)[\)\]]", text)
-    if not match:
-        raise NotUnderstood(f"no (a, b, ...) group in {text!r}")
-    return tuple(_numbers(match.group(1)))
-
-
-def _ints(values: tuple[float, ...]) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
-
-
-def _need(text: str, *phrases: str) -> str:
-    missing = [p for p in phrases if p not in text]
-    if missing:
-        raise NotUnderstood(f"phrases {missing} not in {text!r}")
-    return text
-
-
-def _none(text: str) -> bool:
-    return text.strip().lower().startswith("none")
-
+from pna.tools.audit_text import (  # noqa: F401 (the names the readers' users share)
+    MEAN_ALL, MEAN_VALID, MSRA, NORMAL_0001, NORMAL_001, TORCH, XAVIER_C2, XAVIER_UNIFORM, Lines, NotUnderstood,
+    fail, first_int, group, ints, is_none, need, numbers, text_of, top_k)
 
 def backbone(lines: Lines) -> str:
-    text = _text(lines, "backbone")
+    text = text_of(lines, "backbone")
     names = (("ResNetV1c-50", "resnet50c"), ("ResNetV1c-101", "resnet101c"), ("R-52", "resnet52"),
              ("R-103", "resnet103"), ("embed_dims 96", "swin_t"), ("embed_dims 128", "swin_b"))
     for phrase, name in names:
@@ -90,30 +34,26 @@ def backbone(lines: Lines) -> str:
 
 
 def stem(lines: Lines) -> tuple[int, ...] | None:
-    text = _text(lines, "stem_widths")
+    text = text_of(lines, "stem_widths")
     if "patch embedding" in text:
         return None
     match = re.search(r"(\d+)-(\d+)-(\d+)", text) or re.search(r"convs (\d+) \(stride 2\), (\d+), (\d+)", text)
-    return tuple(int(x) for x in match.groups()) if match else _fail(text)
-
-
-def _fail(text: str):
-    raise NotUnderstood(f"not understood: {text!r}")
+    return tuple(int(x) for x in match.groups()) if match else fail(text)
 
 
 def res5_dilations(lines: Lines) -> tuple[int, ...] | None:
     """The 3x3 dilations of res5's three blocks."""
-    text = _text(lines, "dilations")
-    if _none(text):
+    text = text_of(lines, "dilations")
+    if is_none(text):
         return None
     if "->" in text:  # Detectron2: RES5_DILATION x multi-grid
-        return _ints(_tuple(text, "->"))
-    stage = _ints(_tuple(text))[-1]  # MMSeg: per-stage dilations, contract_dilation halves the first block
+        return ints(group(text, "->"))
+    stage = ints(group(text))[-1]  # MMSeg: per-stage dilations, contract_dilation halves the first block
     return (max(stage // 2, 1), stage, stage)
 
 
 def coarse_head(lines: Lines) -> str:
-    text = _text(lines, "coarse_head")
+    text = text_of(lines, "coarse_head")
     for phrase, name in (("FCNHead", "fcn"), ("ASPP", "aspp"), ("PSPHead", "psp"), ("SemSegFPNHead", "fpn")):
         if phrase in text:
             return name
@@ -123,83 +63,83 @@ def coarse_head(lines: Lines) -> str:
 def aspp_dilations(lines: Lines) -> tuple[int, ...] | None:
     if lines.get("aspp_dilations") is None:
         return None
-    text = _text(lines, "aspp_dilations")
-    values = _ints(_tuple(text))
+    text = text_of(lines, "aspp_dilations")
+    values = ints(group(text))
     return (1,) + values if text.startswith("1x1 branch") else values
 
 
 def head_dropout(lines: Lines) -> tuple[str, float] | None:
     """(kind, p) of the dropout before the coarse classifier: "channel" (Dropout2d) or "element"."""
-    text = _text(lines, "head_dropout")
-    if _none(text):
+    text = text_of(lines, "head_dropout")
+    if is_none(text):
         return None
     kind = lines.get("dropout_kind")
     kind = text if kind is None else kind.value
     if "element-wise" in kind:
-        return ("element", _numbers(text)[0])
+        return ("element", numbers(text)[0])
     if lines.get("dropout_kind") is not None:
-        _need(kind, "Dropout2d")
-    return ("channel", _numbers(text)[0])
+        need(kind, "Dropout2d")
+    return ("channel", numbers(text)[0])
 
 
 def aux_head(lines: Lines) -> int | None:
     """The auxiliary head's width (None: no auxiliary head)."""
-    if _none(_text(lines, "aux_head")):
+    if is_none(text_of(lines, "aux_head")):
         return None
-    return _first_int(_text(lines, "aux_head_channels"))
+    return first_int(text_of(lines, "aux_head_channels"))
 
 
 def init_pna_head(lines: Lines) -> tuple[str, str, str]:
     """(query/value embeddings, MLP, stage classifiers)."""
-    text = _text(lines, "init_pna_head")
+    text = text_of(lines, "init_pna_head")
     if text.startswith("PyTorch defaults"):
         return (TORCH, TORCH, TORCH)
-    _need(text, "query/value embeds c2_xavier_fill", "MLP fc1/fc2 c2_msra_fill", "stage classifiers normal(0, 0.001)")
+    need(text, "query/value embeds c2_xavier_fill", "MLP fc1/fc2 c2_msra_fill", "stage classifiers normal(0, 0.001)")
     return (XAVIER_C2, MSRA, NORMAL_0001)
 
 
 def init_heads(lines: Lines) -> tuple[str | None, ...]:
     """(coarse-head convs, coarse classifier, auxiliary classifier, FPN-neck convs)."""
-    text = _text(lines, "init_heads")
+    text = text_of(lines, "init_heads")
     if text.startswith("coarse head ConvModules"):
-        _need(text, "kaiming_normal fan_out", "coarse conv_seg: PyTorch default", "aux conv_seg: normal std 0.01")
+        need(text, "kaiming_normal fan_out", "coarse conv_seg: PyTorch default", "aux conv_seg: normal std 0.01")
         return (MSRA, TORCH, NORMAL_001, None)
     if text.startswith("ASPP convs"):
-        _need(text, "c2_xavier_fill", "predictor normal(0, 0.001)")
+        need(text, "c2_xavier_fill", "predictor normal(0, 0.001)")
         return (XAVIER_C2, NORMAL_0001, None, None)
-    _need(text, "SemSegFPNHead convs and predictor c2_msra_fill", "FPN lateral/output convs c2_xavier_fill")
+    need(text, "SemSegFPNHead convs and predictor c2_msra_fill", "FPN lateral/output convs c2_xavier_fill")
     return (MSRA, MSRA, None, XAVIER_C2)
 
 
 def size_divisibility(lines: Lines) -> int:
-    text = _text(lines, "size_divisibility")
-    return 1 if _none(text) or _first_int(text) == 0 else _first_int(text)
+    text = text_of(lines, "size_divisibility")
+    return 1 if is_none(text) or first_int(text) == 0 else first_int(text)
 
 
 def norm_layer_head(lines: Lines) -> str:
-    text = _text(lines, "norm_layer_head")
-    return "GN" if text.startswith("GroupNorm") else "BN" if "SyncBN" in text else _fail(text)
+    text = text_of(lines, "norm_layer_head")
+    return "GN" if text.startswith("GroupNorm") else "BN" if "SyncBN" in text else fail(text)
 
 
 def loss_weights(lines: Lines) -> tuple[tuple[str, float], ...]:
-    text = _text(lines, "loss_weights")
-    coarse, pna = _numbers(_need(text, "coarse", "PNA"))[:2]
+    text = text_of(lines, "loss_weights")
+    coarse, pna = numbers(need(text, "coarse", "PNA"))[:2]
     aux = () if "no aux" in text else (("aux", float(re.search(r"aux (\d\.\d+)", text).group(1))),)
     return (("P0", coarse),) + tuple((f"P{m}", pna) for m in range(1, 5)) + aux
 
 
 def loss(lines: Lines) -> tuple[tuple[str, str], ...]:
     """Per dense output, how its pixel losses are reduced."""
-    averaging, kinds = _text(lines, "loss_averaging"), _text(lines, "loss_type_per_output")
-    outputs = ("P0", "P1", "P2", "P3", "P4") + (("aux",) if lines.get("aux_head") and not _none(
-        _text(lines, "aux_head")) else ())
+    averaging, kinds = text_of(lines, "loss_averaging"), text_of(lines, "loss_type_per_output")
+    outputs = ("P0", "P1", "P2", "P3", "P4") + (("aux",) if lines.get("aux_head") and not is_none(
+        text_of(lines, "aux_head")) else ())
     if "ALL B*H*W pixels" in averaging:
         return tuple((o, MEAN_ALL) for o in outputs)
-    _need(kinds, "coarse:", "each PNA stage:")
+    need(kinds, "coarse:", "each PNA stage:")
     coarse, stages = kinds.split("each PNA stage:", 1)
-    mining = _text(lines, "hard_pixel_mining")
-    fraction = _numbers(mining.split("int(", 1)[1])[0] if "int(" in mining else None
-    chunk = _first_int(_text(lines, "batch_per_gpu"))
+    mining = text_of(lines, "hard_pixel_mining")
+    fraction = numbers(mining.split("int(", 1)[1])[0] if "int(" in mining else None
+    chunk = first_int(text_of(lines, "batch_per_gpu"))
 
     def kind(part: str) -> str:
         mined = part.strip().split(" (")[0].strip(" ;").startswith("hard_pixel_mining")
@@ -209,73 +149,73 @@ def loss(lines: Lines) -> tuple[tuple[str, str], ...]:
 
 def decay(lines: Lines) -> tuple[tuple[str, bool], ...]:
     """Whether each kind of parameter gets weight decay."""
-    text = _text(lines, "paramwise_rules")
+    text = text_of(lines, "paramwise_rules")
     if "custom_keys decay_mult 0" in text:  # MMSeg: by name ('norm' = their LayerNorms; BN is named bn*)
-        _need(text, "'rpb'", "'norm'", "'relative_position_bias_table'", "BN (named bn*)", "biases")
+        need(text, "'rpb'", "'norm'", "'relative_position_bias_table'", "BN (named bn*)", "biases")
         table = {"BatchNorm": True, "LayerNorm (PNA)": False, "LayerNorm (SAM)": False, "LayerNorm (Swin)": False,
                  "bias": True, "rpb": False, "temperature": True, "Swin position bias": False}
     else:  # Detectron2: by module type, the SAM's own LayerNorm class not recognised
-        _need(text, "BN/SyncBN/GN", "LayerNorm", "(SAM) not recognised -> decays", "rpb, biases, SAM temperature decay")
+        need(text, "BN/SyncBN/GN", "LayerNorm", "(SAM) not recognised -> decays", "rpb, biases, SAM temperature decay")
         table = {"BatchNorm": False, "GroupNorm": False, "LayerNorm (PNA)": False, "LayerNorm (SAM)": True,
                  "bias": True, "rpb": True, "temperature": True}
     return tuple(sorted(table.items()))
 
 
 def warmup(lines: Lines) -> tuple[int, float | None]:
-    text = _text(lines, "warmup")
-    if _none(text):
+    text = text_of(lines, "warmup")
+    if is_none(text):
         return (0, None)
     iters = int(re.search(r"(\d+) iters", text).group(1))
-    return (iters, _numbers(text.split("warmup_ratio", 1)[1])[0])
+    return (iters, numbers(text.split("warmup_ratio", 1)[1])[0])
 
 
 def train_resize(lines: Lines) -> tuple:
-    text = _text(lines, "train_resize")
+    text = text_of(lines, "train_resize")
     if text.startswith("Resize img_scale"):
-        long, short = _ints(_tuple(text, "img_scale"))
-        return ("ratio", (short, long), _tuple(text, "ratio_range"))
+        long, short = ints(group(text, "img_scale"))
+        return ("ratio", (short, long), group(text, "ratio_range"))
     cap = int(re.search(r"<= (\d+)", text).group(1))
     if "int(x*0.1*512), x=5..20" in text:
         return ("short", tuple(int(x * 0.1 * 512) for x in range(5, 21)), cap)
-    return ("short", _ints(_tuple(text, "choice of")), cap)
+    return ("short", ints(group(text, "choice of")), cap)
 
 
 def crop(lines: Lines) -> tuple[int, int]:
-    h, w = re.match(r"(\d+)x(\d+)", _text(lines, "crop_size")).groups()
+    h, w = re.match(r"(\d+)x(\d+)", text_of(lines, "crop_size")).groups()
     return (int(h), int(w))
 
 
 def cat_max_ratio(lines: Lines) -> tuple[float, int]:
-    text = _text(lines, "cat_max_ratio")
-    ratio = _numbers(text)[0]
+    text = text_of(lines, "cat_max_ratio")
+    ratio = numbers(text)[0]
     if "11th draw" in text:
         return (ratio, 11)
     return (ratio, int(re.search(r"up to (\d+) draws", text).group(1)))
 
 
 def photometric(lines: Lines) -> tuple:
-    text = _text(lines, "photometric_distortion")
+    text = text_of(lines, "photometric_distortion")
     brightness = int(re.search(r"brightness \+-(\d+)", text).group(1))
-    factors = _tuple(text.replace("x[", "("), "contrast")
+    factors = group(text.replace("x[", "("), "contrast")
     hue = re.search(r"= \[(-?\d+),(-?\d+)\]", text) or re.search(r"hue int \[(-?\d+),(-?\d+)\]", text)
     return (brightness, factors, factors, (int(hue.group(1)), int(hue.group(2))))
 
 
 def pad(lines: Lines) -> tuple:
-    text = _text(lines, "pad")
-    _need(text, "bottom/right")
+    text = text_of(lines, "pad")
+    need(text, "bottom/right")
     if text.startswith("Pad to"):
-        _need(text, "AFTER Normalize", "image 0", "seg 255")
+        need(text, "AFTER Normalize", "image 0", "seg 255")
         h, w = re.search(r"Pad to (\d+)x(\d+)", text).groups()
         return ("after normalisation", 0.0, 255, "bottom/right", f"to the crop {h}x{w}")
-    _need(text, "after normalisation", "0", "255", "largest H, W of the")
+    need(text, "after normalisation", "0", "255", "largest H, W of the")
     divisor = 1 if "no rounding" in text else int(re.search(r"rounded up to (\d+)", text).group(1))
     return ("after normalisation", 0.0, 255, "bottom/right", f"to the batch's largest H, W rounded up to {divisor}")
 
 
 def eval_classes(lines: Lines, num_classes: int) -> tuple:
     """(classes the headline mIoU averages, classes of the authors' evaluator)."""
-    text = _text(lines, "eval_metric_classes")
+    text = text_of(lines, "eval_metric_classes")
     if "label ids 0..5 scored" in text:
         return (tuple(range(6)), tuple(range(6)))
     if "SemSegEvaluator over 3 classes" in text:
@@ -286,11 +226,11 @@ def eval_classes(lines: Lines, num_classes: int) -> tuple:
 
 
 def _first_float(setting: str) -> Callable[[Lines], float]:
-    return lambda lines: _numbers(_text(lines, setting))[0]
+    return lambda lines: numbers(text_of(lines, setting))[0]
 
 
 def _int_of(setting: str) -> Callable[[Lines], int]:
-    return lambda lines: _first_int(_text(lines, setting))
+    return lambda lines: first_int(text_of(lines, setting))
 
 
 # check name -> reader (the eval_metric_classes reader also takes the dataset's class count)
@@ -298,38 +238,38 @@ EXPECT: dict[str, Callable[..., Any]] = {
     "backbone": backbone, "stem_widths": stem, "output_stride": _int_of("output_stride"), "dilations": res5_dilations,
     "coarse_head": coarse_head, "head_channels": _int_of("head_channels"), "aspp_dilations": aspp_dilations,
     "head_dropout": head_dropout, "aux_head": aux_head, "pna_window": _int_of("pna_window"),
-    "pna_resize_mode": lambda lines: _text(lines, "pna_resize_mode").split()[0],
-    "pna_embed_dims": lambda lines: _ints(_tuple(_text(lines, "pna_embed_dims"))),
-    "pna_embed_bias": lambda lines: _text(lines, "pna_embed_bias").startswith("True"),
-    "pna_uses_sam": lambda lines: _text(lines, "pna_uses_sam").split(":")[0] in ("always", "yes"),
-    "pna_heads": lambda lines: _ints(tuple(_numbers(_text(lines, "pna_heads").split("=", 1)[1])[:4])),
+    "pna_resize_mode": lambda lines: text_of(lines, "pna_resize_mode").split()[0],
+    "pna_embed_dims": lambda lines: ints(group(text_of(lines, "pna_embed_dims"))),
+    "pna_embed_bias": lambda lines: text_of(lines, "pna_embed_bias").startswith("True"),
+    "pna_uses_sam": lambda lines: text_of(lines, "pna_uses_sam").split(":")[0] in ("always", "yes"),
+    "pna_heads": lambda lines: ints(tuple(numbers(text_of(lines, "pna_heads").split("=", 1)[1])[:4])),
     "pna_mlp_ratio": _first_float("pna_mlp_ratio"), "init_pna_head": init_pna_head, "init_heads": init_heads,
     "coarse_head_runs_in_training": _int_of("coarse_head_runs_in_training"), "size_divisibility": size_divisibility,
-    "norm_layer_head": norm_layer_head, "psp_pool_scales": lambda lines: None if lines.get("psp_pool_scales") is None else _ints(
-        _tuple(_text(lines, "psp_pool_scales"))),
+    "norm_layer_head": norm_layer_head, "psp_pool_scales": lambda lines: None if lines.get("psp_pool_scales") is None else ints(
+        group(text_of(lines, "psp_pool_scales"))),
     "drop_path": lambda lines: None if lines.get("drop_path") is None else _first_float("drop_path")(lines),
     "num_classes": _int_of("num_classes"), "loss_weights": loss_weights, "loss": loss,
-    "optimizer": lambda lines: _text(lines, "optimizer").split()[0], "lr": _first_float("lr"),
-    "weight_decay": _first_float("weight_decay"), "betas": lambda lines: _tuple(_text(lines, "betas")),
-    "paramwise_rules": decay, "lr_schedule": lambda lines: _numbers(_text(lines, "lr_schedule").replace(
+    "optimizer": lambda lines: text_of(lines, "optimizer").split()[0], "lr": _first_float("lr"),
+    "weight_decay": _first_float("weight_decay"), "betas": lambda lines: group(text_of(lines, "betas")),
+    "paramwise_rules": decay, "lr_schedule": lambda lines: numbers(text_of(lines, "lr_schedule").replace(
         "^", " power ").split("power", 1)[1])[0],
     "warmup": warmup, "max_iters": _int_of("max_iters"),
-    "batch": lambda lines: _first_int(_text(lines, "batch_per_gpu")) * _first_int(_text(lines, "num_gpus")),
-    "grad_clip": lambda lines: None if _none(_text(lines, "grad_clip")) else _numbers(
-        _text(lines, "grad_clip").split("clipping to", 1)[1])[0],
-    "precision": lambda lines: "fp16 autocast + loss scaling" if re.search(r"fp16|AMP", _text(lines, "precision"))
-    else _fail(_text(lines, "precision")),
+    "batch": lambda lines: first_int(text_of(lines, "batch_per_gpu")) * first_int(text_of(lines, "num_gpus")),
+    "grad_clip": lambda lines: None if is_none(text_of(lines, "grad_clip")) else numbers(
+        text_of(lines, "grad_clip").split("clipping to", 1)[1])[0],
+    "precision": lambda lines: "fp16 autocast + loss scaling" if re.search(r"fp16|AMP", text_of(lines, "precision"))
+    else fail(text_of(lines, "precision")),
     "train_resize": train_resize, "crop_size": crop, "cat_max_ratio": cat_max_ratio,
     "flip_prob": _first_float("flip_prob"), "photometric_distortion": photometric,
-    "normalize_mean_std": lambda lines: (_tuple(_text(lines, "normalize_mean_std"), "mean"),
-                                         _tuple(_text(lines, "normalize_mean_std"), "std")),
+    "normalize_mean_std": lambda lines: (group(text_of(lines, "normalize_mean_std"), "mean"),
+                                         group(text_of(lines, "normalize_mean_std"), "std")),
     "pad": pad, "interpolation": lambda lines: (
-        "bilinear, no antialias" if "bilinear (INTER_LINEAR, no antialias)" in _text(lines, "interpolation") else
-        "bilinear, antialiased" if "bilinear (antialiased when shrinking)" in _text(lines, "interpolation")
-        else _fail(_text(lines, "interpolation"))),
-    "test_resize": lambda lines: (_first_int(_text(lines, "test_resize").split("short side", 1)[1]),
-                                  int(re.search(r"<= (\d+)", _text(lines, "test_resize")).group(1))),
-    "test_mode": lambda lines: _need(_text(lines, "test_mode"), "whole image") and "whole",
+        "bilinear, no antialias" if "bilinear (INTER_LINEAR, no antialias)" in text_of(lines, "interpolation") else
+        "bilinear, antialiased" if "bilinear (antialiased when shrinking)" in text_of(lines, "interpolation")
+        else fail(text_of(lines, "interpolation"))),
+    "test_resize": lambda lines: (first_int(text_of(lines, "test_resize").split("short side", 1)[1]),
+                                  int(re.search(r"<= (\d+)", text_of(lines, "test_resize")).group(1))),
+    "test_mode": lambda lines: need(text_of(lines, "test_mode"), "whole image") and "whole",
     "ignore_index": _int_of("ignore_index"), "eval_metric_classes": eval_classes,
     "eval_interval": _int_of("eval_interval"), "checkpoint_interval": _int_of("checkpoint_interval"),
 }
