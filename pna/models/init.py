@@ -30,6 +30,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable
 
 from torch import nn
@@ -94,7 +95,9 @@ def _init_mm(model: nn.Module) -> None:
 
 
 def _init_d2(model: nn.Module) -> None:
-    from fvcore.nn.weight_init import c2_msra_fill, c2_xavier_fill
+    with warnings.catch_warnings():  # fvcore.nn's package import touches torch.jit.script (deprecated)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        from fvcore.nn.weight_init import c2_msra_fill, c2_xavier_fill
 
     head = model.head
     if hasattr(head, "aspp"):  # Detectron2's DeepLabV3 head
