@@ -26,12 +26,13 @@ def test_paper_profile_datasets_and_schedules():
     voc = load_config("voc/fcn_r50_os32_pna", "paper")
     assert (voc.data.dataset, voc.data.eval_dataset, voc.data.crop) == ("voc_aug", "voc", (512, 512))
     assert (voc.train.iters, voc.train.batch_size, voc.optim.lr, voc.optim.poly_power) == (20000, 16, 1e-4, 0.9)
-    assert voc.model.overrides == {} and voc.model.allow_random_init is False
+    assert voc.model.overrides == {"init": "mm", "coarse_twice": True} and voc.model.allow_random_init is False
     city = load_config("cityscapes/deeplabv3_r52_os16_pna", "paper")
     assert city.data.crop == (512, 1024) and city.train.iters == 90000
     assert load_config("trans10k/fpn_r52_pna", "paper").train.iters == 8000
     assert load_config("cocostuff10k/deeplabv3_r50_os16_pna", "paper").train.iters == 40000
-    assert load_config("voc/fcn_r50_os32_pna_nam_w5", "paper").model.overrides == {"window_size": 5}
+    assert load_config("voc/fcn_r50_os32_pna_nam_w5", "paper").model.overrides == {
+        "window_size": 5, "init": "mm", "coarse_twice": True}
 
 
 def test_smoke_profile_is_synthetic_and_small():

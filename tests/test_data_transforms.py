@@ -156,11 +156,100 @@ def test_category_area_crop_avoids_single_class_crops():
     assert plain < 0.3 and constrained > 0.6, (plain, constrained)
 
 
-def test_crop_smaller_image_is_padded_bottom_right_with_mean_and_ignore():
+def test_crop_takes_a_smaller_image_whole_without_padding():
     image = tv_tensors.Image(torch.full((3, 10, 12), 255, dtype=torch.uint8))
     x, y = CategoryAreaCrop((16, 20))(image, tv_tensors.Mask(torch.zeros(10, 12, dtype=torch.uint8)))
-    assert x.shape == (3, 16, 20) and (y[10:] == 255).all() and (y[:, 12:] == 255).all() and (y[:10, :12] == 0).all()
-    assert (x[:, :10, :12] == 255).all() and tuple(x[:, 15, 19].tolist()) == (124, 116, 104)
+    assert x.shape == (3, 10, 12) and y.shape == (10, 12) and (x == 255).all()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_padding_is_exactly_zero_after_normalisation_at_the_bottom_right_even_when_flipped(seed):
+    # (b)2 of the audit: MMSeg pads AFTER flip, photometric distortion and normalisation, with 0 /
+    # 255 at the bottom/right. A 20x30 image in a 32x40 crop: rows 20.. and columns 30.. are padding.
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)))
+    label = tv_tensors.Mask(torch.randint(0, 3, (20, 30), dtype=torch.uint8))
+    torch.manual_seed(seed)
+    x, y = build_train_transform((32, 40), scale_range=(1, 1), flip=True, photometric=True)(image, label)
+    assert x.shape == (3, 32, 40) and y.shape == (32, 40)
+    pad = torch.ones(32, 40, dtype=torch.bool)
+    pad[:20, :30] = False
+    assert (x[:, pad] == 0).all() and (y[pad] == 255).all()           # exactly 0, not ~0
+    assert (y[~pad] != 255).all() and (x[:, ~pad].abs().sum(0) > 0).float().mean() > 0.95
+
+
+def test_flipped_samples_keep_the_padding_at_the_right():
+    image, label = blocky_pair(20, 30)
+    flipped = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        x, y = build_train_transform((24, 40), scale_range=(1, 1), flip=True, photometric=False)(image, label)
+        flipped += not torch.equal(y[:20, :30], label.long())
+        assert (y[:, 30:] == 255).all() and (x[:, :, 30:] == 0).all() and (y[:20, :30] != 255).all()
+    assert flipped > 0
+
+
+def test_batch_padding_leaves_samples_at_their_size():
+    image, label = blocky_pair(20, 30)
+    x, y = build_train_transform((32, 40), scale_range=(1, 1), pad="batch", photometric=False)(image, label)
+    assert x.shape == (3, 20, 30) and y.shape == (20, 30)
+    with pytest.raises(ValueError, match="pad must be one of"):
+        build_train_transform(32, pad="mean")
+
+
+def test_pad_collate_pads_to_the_batch_maximum_rounded_to_the_divisor():
+    from pna.data.collate import pad_collate
+
+    items = [{"image": torch.ones(3, 508, 508), "label": torch.ones(508, 508, dtype=torch.long), "id": "a"},
+             {"image": torch.ones(3, 300, 508), "label": torch.ones(300, 508, dtype=torch.long), "id": "b"}]
+    batch = pad_collate(items, size_divisor=32)
+    assert batch["image"].shape == (2, 3, 512, 512) and batch["label"].shape == (2, 512, 512)
+    assert (batch["image"][0, :, 508:] == 0).all() and (batch["image"][0, :, :, 508:] == 0).all()
+    assert (batch["label"][1, 300:] == 255).all() and (batch["label"][1, :300, :508] == 1).all()
+    assert (batch["image"][1, :, :300, :508] == 1).all() and batch["id"] == ["a", "b"]
+    same = pad_collate(items[:1], size_divisor=1)
+    assert same["image"].shape == (1, 3, 508, 508)
+
+
+def test_crop_tries_is_the_number_of_draws():
+    # Every crop of this image is single-class, so the constraint never passes: count the draws.
+    draws = []
+
+    class Counting(CategoryAreaCrop):
+        def _draw(self, h, w):
+            draws.append(1)
+            return super()._draw(h, w)
+
+    image = tv_tensors.Image(torch.zeros(3, 16, 16, dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.zeros(16, 16, dtype=torch.uint8))
+    for tries in (10, 11):
+        draws.clear()
+        Counting((8, 8), 0.75, tries=tries)(image, mask)
+        assert len(draws) == tries
+
+
+def test_hue_range_is_inclusive_and_mmseg_never_draws_plus_18():
+    drawn = set()
+    for seed in range(400):
+        torch.manual_seed(seed)
+        hue = PhotometricDistortion(hue=(-18, 17)).make_params([])["hue"]
+        if hue is not None:
+            drawn.add(hue)
+    assert drawn == set(range(-18, 18))
+
+
+def test_antialias_off_is_plain_bilinear_on_downscaling():
+    # MMSeg resizes with cv2 bilinear (no antialiasing): the same as torch's bilinear interpolation
+    # without antialias; the antialiased resize (PIL-like, Detectron2) averages a wider footprint.
+    from pna.data.transforms import RandomRescale
+
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    mask = tv_tensors.Mask(torch.zeros(64, 64, dtype=torch.uint8))
+    reference = torch.nn.functional.interpolate(image[None].float(), size=(16, 16), mode="bilinear",
+                                                align_corners=False, antialias=False)[0]
+    plain, _ = RandomRescale((0.25, 0.25), antialias=False)(image, mask)
+    smooth, _ = RandomRescale((0.25, 0.25), antialias=True)(image, mask)
+    assert (plain.float() - reference).abs().max() <= 1
+    assert (smooth.float() - reference).abs().mean() > 10 and smooth.float().std() < plain.float().std() / 2
 
 
 def test_short_side_resize_draws_from_the_list_and_caps_the_long_side():

@@ -1,18 +1,19 @@
-"""Write ``results/fidelity.md``: every paper row's settings, as the paper profile builds them,
-beside the authors', with the reason for each difference.
+"""Write ``results/fidelity.md`` (the paper profile's pipeline, measured, against the audit of the
+authors' code, with the reason for each difference) and ``docs/authors_settings.md`` (the authors'
+per-row settings as the paper profile uses them, from the audit).
 
-    pna fidelity            # writes results/fidelity.md
-    pna fidelity --check    # exit 1 if the file is stale or a difference is unexplained
+    pna fidelity            # writes both files
+    pna fidelity --check    # exit 1 if a file is stale or a difference is unexplained
 """
 from __future__ import annotations
 
 import argparse
 
-HELP = "the paper profile's settings beside the authors' (results/fidelity.md)"
+HELP = "the paper profile measured against the audit of the authors' code (results/fidelity.md)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
+    parser.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,16 +21,18 @@ def run(args: argparse.Namespace) -> int:
 
     from pna.engine.checkpoint import atomic_write_text
     from pna.paths import REPO_ROOT
-    from pna.tools.fidelity import differences, paper_rows, report_markdown
+    from pna.tools.audit import SETTINGS_MD, settings_markdown
+    from pna.tools.fidelity_report import all_results, report_markdown, unexplained
 
     warnings.simplefilter("ignore")
-    text = report_markdown()
-    path = REPO_ROOT / "results" / "fidelity.md"
-    unexplained = [(n, d.field) for n in paper_rows() for d in differences(n) if not d.explained]
+    per_row = all_results()
+    texts = {REPO_ROOT / "results" / "fidelity.md": report_markdown(per_row), SETTINGS_MD: settings_markdown()}
+    missing = unexplained(per_row)
     if args.check:
-        stale = not path.is_file() or path.read_text() != text
-        print(f"{path}: {'stale' if stale else 'up to date'}; unexplained differences: {unexplained or 'none'}")
-        return 1 if stale or unexplained else 0
-    atomic_write_text(text, path)
-    print(f"wrote {path}; unexplained differences: {unexplained or 'none'}")
-    return 1 if unexplained else 0
+        stale = [str(p) for p, text in texts.items() if not p.is_file() or p.read_text() != text]
+        print(f"stale: {stale or 'none'}; unexplained differences: {missing or 'none'}")
+        return 1 if stale or missing else 0
+    for path, text in texts.items():
+        atomic_write_text(text, path)
+    print(f"wrote {', '.join(str(p) for p in texts)}; unexplained differences: {missing or 'none'}")
+    return 1 if missing else 0

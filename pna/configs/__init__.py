@@ -4,7 +4,7 @@ Profiles:
 
 * ``paper``: the authors' per-row settings (:mod:`pna.configs.authors`, ``docs/authors_settings.md``): the
   row's code base (MMSeg or Detectron2), crop, resize, iterations, batch 16, AdamW, warmup, poly,
-  clipping, hard-pixel mining, test resize; ``results/fidelity.md`` lists them beside the authors' (``docs/authors_audit.csv``).
+  clipping, hard-pixel mining, test resize; ``results/fidelity.md`` measures them beside the audit.
 * ``smoke``: the same row on the built-in synthetic data with a small backbone
   (:mod:`pna.configs.smoke`); well under a minute per model on a 2-core CPU, so that every notebook
   runs anywhere.
@@ -23,10 +23,8 @@ from __future__ import annotations
 from pna.configs.paper import paper_config
 from pna.configs.smoke import smoke_config
 from pna.configs.rows import PAPER_DATA, ROWS, Row
-from pna.configs.schema import (
-    Config, DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig,
-    apply_overrides, config_from_dict, config_hash,
-)
+from pna.configs.overrides import apply_overrides, config_from_dict
+from pna.configs.schema import Config, DataConfig, EvalConfig, ModelConfig, OptimConfig, TrainConfig, config_hash
 
 PROFILES = ("smoke", "paper")
 

@@ -3,7 +3,8 @@
 MMSeg's ``PhotoMetricDistortion`` and Detectron2's SSD colour augmentation do the same thing, each
 step with probability 1/2: add a brightness offset in [-32, 32]; multiply by a contrast factor in
 [0.5, 1.5] (either first or last, by a coin flip); in HSV, multiply the saturation by a factor in
-[0.5, 1.5] and shift the hue by an integer in [-18, 18] on OpenCV's 0..180 hue scale. They never
+[0.5, 1.5] and shift the hue by an integer on OpenCV's 0..180 hue scale, in [-18, 18] for
+Detectron2 and [-18, 17] for MMSeg (numpy's randint excludes its upper end). They never
 permute the colour channels (torchvision's ``RandomPhotometricDistort`` does, in ~42% of draws).
 Randomness comes from torch's global generator, which the loader seeds per sample.
 
@@ -54,13 +55,17 @@ class PhotometricDistortion(v2.Transform):
     Args:
         brightness: largest additive offset (0..255 scale).
         contrast, saturation: (low, high) multiplicative factors.
-        hue: largest hue shift in OpenCV units (180 = a full turn).
+        hue: the hue shift in OpenCV units (180 = a full turn): an inclusive integer range (low, high),
+            or ``h`` for (-h, h).
     """
 
     def __init__(self, brightness: int = 32, contrast: tuple[float, float] = (0.5, 1.5),
-                 saturation: tuple[float, float] = (0.5, 1.5), hue: int = 18):
+                 saturation: tuple[float, float] = (0.5, 1.5), hue: int | tuple[int, int] = 18):
         super().__init__()
-        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        low, high = (-hue, hue) if isinstance(hue, int) else (int(hue[0]), int(hue[1]))
+        if low > high:
+            raise ValueError(f"hue range must be (low, high) with low <= high, got {hue!r}")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, (low, high)
 
     def make_params(self, flat_inputs: list) -> dict:
         # Draw every coin and factor up front, in a fixed order, so one seed gives one distortion.
@@ -69,7 +74,7 @@ class PhotometricDistortion(v2.Transform):
             "contrast_first": _coin(),
             "contrast": _uniform(*self.contrast) if _coin() else None,
             "saturation": _uniform(*self.saturation) if _coin() else None,
-            "hue": int(torch.randint(-self.hue, self.hue + 1, ())) if _coin() else None,
+            "hue": int(torch.randint(self.hue[0], self.hue[1] + 1, ())) if _coin() else None,
         }
 
     def transform(self, inpt, params: dict):

@@ -18,12 +18,22 @@ from pna.configs import Config
 
 
 def build_train_transform_of(cfg: Config):
-    """The training transform of ``cfg.data`` (resize, category-area crop, flip, photometric)."""
+    """The training transform of ``cfg.data`` (resize, category-area crop, flip, photometric,
+    normalisation, padding)."""
     from pna.data.transforms import build_train_transform
 
     d = cfg.data
     return build_train_transform(d.crop, d.scale_range, d.flip, d.photometric, base_size=d.scale_base,
-                                 short_sides=d.short_sides, max_size=d.max_size, cat_max_ratio=d.cat_max_ratio)
+                                 short_sides=d.short_sides, max_size=d.max_size, cat_max_ratio=d.cat_max_ratio,
+                                 pad=d.pad, antialias=d.antialias, crop_tries=d.crop_tries, hue=d.hue)
+
+
+def build_eval_transform_of(cfg: Config):
+    """The test-time transform of ``cfg.data`` (short-side resize with the long side capped, normalisation)."""
+    from pna.data.transforms import build_eval_transform
+
+    d = cfg.data
+    return build_eval_transform(d.eval_short_side, d.eval_max_size, d.antialias)
 
 
 def build_train_set(cfg: Config):
@@ -35,11 +45,9 @@ def build_train_set(cfg: Config):
 
 def build_eval_set(cfg: Config):
     from pna.data import build_dataset
-    from pna.data.transforms import build_eval_transform
 
     d = cfg.data
-    return build_dataset(d.eval_dataset or d.dataset, d.root, d.eval_split,
-                         transform=build_eval_transform(d.eval_short_side, d.eval_max_size),
+    return build_dataset(d.eval_dataset or d.dataset, d.root, d.eval_split, transform=build_eval_transform_of(cfg),
                          **{**d.options, **d.eval_options})
 
 

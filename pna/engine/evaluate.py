@@ -89,13 +89,16 @@ def predict_stage_logits(model: nn.Module, images: Tensor, mode: str = "whole",
 def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu", mode: str = "whole",
                    crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
                    all_stages: bool = True, batch_size: int = 1, workers: int = 0,
-                   progress: bool = False, boundary: BoundarySettings | None = BoundarySettings()) -> dict:
+                   progress: bool = False, boundary: BoundarySettings | None = BoundarySettings(),
+                   authors_classes: Sequence[int] | None = None) -> dict:
     """mIoU and boundary metrics of each stage of `model` over `dataset` (sharded and reduced
     across DDP ranks); ``boundary=None`` skips the boundary metrics.
 
     Returns ``{"stages": {"P0": {"mIoU", "pixel_accuracy", "per_class_iou", "boundary_iou",
     "boundary_f", "trimap_miou"}, ...}, "final_stage": "P4", "mIoU": <final stage mIoU>,
     "num_images": n, "boundary_settings": {...}}``; every metric is a fraction.
+    ``authors_classes``: each stage also gets ``mIoU_authors``, the number the authors' Detectron2
+    evaluator gives with that class list (:meth:`ConfusionMatrix.miou_detectron2`).
     """
     net = _unwrap(model)
     was_training = net.training
@@ -121,7 +124,8 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
     if dist.is_initialized():
         torch.distributed.all_reduce(num_images)
     net.train(was_training)
-    stages = {n: m.reduce_().summary(list(dataset.classes)) for n, m in matrices.items()}
+    extra = None if authors_classes is None else list(authors_classes)
+    stages = {n: m.reduce_().summary(list(dataset.classes), extra) for n, m in matrices.items()}
     for name, metrics in edges.items():
         stages[name].update(metrics.reduce_().summary(list(dataset.classes)))
     result = {"stages": stages, "final_stage": names[-1], "mIoU": stages[names[-1]]["mIoU"],
@@ -136,7 +140,7 @@ def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | 
     """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch)."""
     e = cfg.eval
     return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
-                          workers=workers, progress=progress)
+                          workers=workers, progress=progress, authors_classes=e.authors_classes)
 
 
 def evaluate_authors_checkpoint(cfg, path: str | Path, device: torch.device | str = "cpu",
@@ -155,3 +159,27 @@ def evaluate_authors_checkpoint(cfg, path: str | Path, device: torch.device | st
     metrics["authors_checkpoint"] = {"file": str(path), "config": cfg.name, "branch": report.branch,
                                      "split": cfg.data.eval_split, "conversion": report.summary()}
     return metrics
+
+
+def with_boundary_metrics(run, cfg, device: torch.device) -> dict:
+    """The finished run's record (``run``: a :class:`pna.engine.rundir.RunDir`), its final model scored
+    again if it was evaluated before the boundary metrics existed: their keys are added to every stage (mIoU and everything else kept
+    as recorded) and to the run's done.json."""
+    record = run.record()
+    stages = record["metrics"]["stages"]
+    if all("boundary_iou" in stage for stage in stages.values()) or not run.final.is_file():
+        return record
+    from pna.engine.build import build_eval_set, model_from_checkpoint
+    from pna.engine.checkpoint import atomic_write_json, load_checkpoint
+
+    if dist.is_main():
+        print(f"{cfg.name} ({cfg.profile}): adding boundary metrics to the finished run in {run.path}", flush=True)
+    dataset = build_eval_set(cfg)
+    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device), dataset.num_classes).to(device)
+    fresh = evaluate_with_config(model, dataset, cfg, device)
+    for name, stage in stages.items():
+        stage.update({k: v for k, v in fresh["stages"][name].items() if k not in stage})
+    record["metrics"]["boundary_settings"] = fresh["boundary_settings"]
+    if dist.is_main():
+        atomic_write_json(record, run.done)
+    return record

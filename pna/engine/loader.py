@@ -13,8 +13,9 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import random
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -78,8 +79,9 @@ def batches_per_epoch(num_samples: int, batch_per_rank: int, world_size: int = 1
 
 def train_batches(dataset: Dataset, batch_per_rank: int, seed: int, start_iter: int = 0,
                   workers: int = 0, world_size: int = 1, rank: int = 0,
-                  pin_memory: bool = False) -> Iterator[dict]:
-    """Endless training batches starting at iteration `start_iter` (the data position)."""
+                  pin_memory: bool = False, collate_fn: Callable[[list[dict]], dict] | None = None) -> Iterator[dict]:
+    """Endless training batches starting at iteration `start_iter` (the data position);
+    ``collate_fn`` batches the items (None: torch's default stacking)."""
     per_epoch = batches_per_epoch(len(dataset), batch_per_rank, world_size)
     if per_epoch < 1:
         raise ValueError(f"the training set has {len(dataset)} samples, fewer than one batch of "
@@ -92,8 +94,17 @@ def train_batches(dataset: Dataset, batch_per_rank: int, seed: int, start_iter: 
         # the global RNG (a resumed run creates one loader more than an uninterrupted run).
         generator = torch.Generator().manual_seed(seed + epoch)
         yield from DataLoader(items, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
-                              generator=generator)
+                              generator=generator, collate_fn=collate_fn)
         epoch, offset = epoch + 1, 0
+
+
+def padding_collate(size_divisor: int, ignore_index: int) -> Callable[[list[dict]], dict]:
+    """The training batches' collate: samples padded (image 0, label ``ignore_index``, bottom/right)
+    to the batch's largest size rounded up to ``size_divisor`` (the model's,
+    :func:`pna.models.segmentor.size_divisor`)."""
+    from pna.data.collate import pad_collate
+
+    return functools.partial(pad_collate, size_divisor=size_divisor, ignore_index=ignore_index)
 
 
 def _stack_same_size(items: list[dict]) -> dict:

@@ -56,6 +56,17 @@ class ConfusionMatrix:
         values = values[~values.isnan()]
         return float(values.mean()) if len(values) else float("nan")
 
+    def miou_detectron2(self, classes: list[int]) -> float:
+        """mIoU as Detectron2's ``SemSegEvaluator`` computes it over its class list ``classes``:
+        pixels labelled or predicted outside ``classes`` are dropped, and the mean is over the
+        classes present in the labels (the authors' DeepGlobe and Trans10k numbers)."""
+        index = torch.as_tensor(list(classes), device=self.matrix.device)
+        m = self.matrix[index][:, index].double()
+        true_positive, labelled = m.diag(), m.sum(1)
+        union = labelled + m.sum(0) - true_positive
+        valid = (labelled > 0) & (union > 0)
+        return float((true_positive[valid] / union[valid]).mean()) if valid.any() else float("nan")
+
     def pixel_accuracy(self) -> float:
         total = self.matrix.sum()
         return float(self.matrix.diag().sum().double() / total) if total > 0 else float("nan")
@@ -66,12 +77,16 @@ class ConfusionMatrix:
             torch.distributed.all_reduce(self.matrix)
         return self
 
-    def summary(self, class_names: list[str] | None = None) -> dict:
-        """JSON-ready: mIoU, pixel accuracy and per-class IoU (by name) over `eval_classes`."""
+    def summary(self, class_names: list[str] | None = None, authors_classes: list[int] | None = None) -> dict:
+        """JSON-ready: mIoU, pixel accuracy and per-class IoU (by name) over `eval_classes`; with
+        ``authors_classes`` also ``mIoU_authors``, :meth:`miou_detectron2` over them."""
         names = class_names or [str(i) for i in range(self.num_classes)]
         iou = self.iou()
-        return {
+        out = {
             "mIoU": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
             "per_class_iou": {names[c]: (None if iou[c].isnan() else float(iou[c])) for c in self.eval_classes},
         }
+        if authors_classes is not None:
+            out["mIoU_authors"] = self.miou_detectron2(authors_classes)
+        return out

@@ -34,14 +34,15 @@ from pna.engine import distributed as dist
 from pna.engine.batch_split import accumulate_gradients, describe_split, split_for
 from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash, load_config
-from pna.engine.build import build_eval_set, build_model, build_train_set, model_from_checkpoint
+from pna.engine.build import build_eval_set, build_model, build_train_set
 from pna.engine.determinism import RESEED_STRIDE, make_deterministic, seed_everything
 from pna.engine.interrupts import (SkippedSteps, StopSignals, TrainingInterrupted, bad_values, check_finite_weights,
                                    non_finite_gradient, non_finite_loss)
-from pna.engine.evaluate import evaluate_model
-from pna.engine.loader import train_batches
+from pna.engine.evaluate import evaluate_model, with_boundary_metrics
+from pna.engine.loader import padding_collate, train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
 from pna.engine.progress import Progress
+from pna.models.segmentor import size_divisor
 from pna.engine.records import provenance, write_result
 from pna.engine.rundir import RunDir, default_run_dir
 
@@ -140,7 +141,8 @@ class Trainer:
         e = self.cfg.eval
         start = time.perf_counter()
         metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
-                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2))
+                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2),
+                                 authors_classes=e.authors_classes)
         self.eval_seconds = round(time.perf_counter() - start, 3)
         return {"split": self.cfg.data.eval_split, **metrics}
 
@@ -190,8 +192,10 @@ class Trainer:
         :class:`TrainingInterrupted`."""
         t = self.cfg.train
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
+        # Samples of different sizes (Detectron2 rows) are padded per batch to the model's size divisor.
+        collate = padding_collate(size_divisor(self.model), self.train_set.ignore_index)
         batches = train_batches(self.train_set, self.split.per_process, t.seed, self.iteration, t.workers,
-                                self.world, dist.rank(), pin_memory=self.device.type == "cuda")
+                                self.world, dist.rank(), pin_memory=self.device.type == "cuda", collate_fn=collate)
         bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
         start = time.perf_counter() - self.elapsed
         self.model.train()
@@ -234,27 +238,6 @@ class Trainer:
         raise TrainingInterrupted(self.cfg.name, self.iteration, self.run.last, signal_name)
 
 
-def _with_boundary_metrics(run: RunDir, cfg: Config, device: torch.device) -> dict:
-    """The finished run's record, its final model scored again if it was evaluated before the
-    boundary metrics existed: their keys are added to every stage (mIoU and everything else kept
-    as recorded) and to the run's done.json."""
-    record = run.record()
-    stages = record["metrics"]["stages"]
-    if all("boundary_iou" in stage for stage in stages.values()) or not run.final.is_file():
-        return record
-    _announce(f"{cfg.name} ({cfg.profile}): adding boundary metrics to the finished run in {run.path}")
-    dataset = build_eval_set(cfg)
-    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device), dataset.num_classes).to(device)
-    e = cfg.eval
-    fresh = evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size)
-    for name, stage in stages.items():
-        stage.update({k: v for k, v in fresh["stages"][name].items() if k not in stage})
-    record["metrics"]["boundary_settings"] = fresh["boundary_settings"]
-    if dist.is_main():
-        atomic_write_json(record, run.done)
-    return record
-
-
 def _announce(text: str) -> None:
     if dist.is_main():
         print(text, flush=True)
@@ -279,7 +262,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     if action == "reuse":
         # The same training may have been asked for by another table's row (same hash): the
         # results JSON carries the labels of this request.
-        record = {**_with_boundary_metrics(run, cfg, device), "config": cfg.to_dict()}
+        record = {**with_boundary_metrics(run, cfg, device), "config": cfg.to_dict()}
         _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
         path = write_result(record, results_dir) if write_results and dist.is_main() else None
         return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)

@@ -8,6 +8,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .heads import build_aux_head, build_head
+from .init import INIT_STYLES, apply_init
 from .pointrend import PointRend, PointRendSegmentor, fine_channels_of
 from .refine import ProgressiveRefinement
 from .segmentor import Segmentor
@@ -34,6 +35,8 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     spec = dataclasses.replace(MODELS[name], **overrides)
     if spec.refine not in REFINE_KINDS:
         raise ValueError(f"refine must be one of {REFINE_KINDS}, got {spec.refine!r}")
+    if spec.init not in INIT_STYLES:
+        raise ValueError(f"model {name!r}: init must be one of {INIT_STYLES}, got {spec.init!r}")
     return spec
 
 
@@ -52,8 +55,11 @@ def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor:
                                        impl=spec.na_impl, embed_bias=spec.embed_bias)
     aux = build_aux_head("fcn", channels, num_classes, channels=spec.aux_channels) if spec.aux else None
     if isinstance(refine, PointRend):
-        return PointRendSegmentor(backbone, head, refine, aux)
-    return Segmentor(backbone, head, refine, aux)
+        model = PointRendSegmentor(backbone, head, refine, aux, size_divisibility=spec.size_divisibility)
+    else:
+        model = Segmentor(backbone, head, refine, aux, coarse_twice=spec.coarse_twice,
+                          size_divisibility=spec.size_divisibility)
+    return apply_init(model, spec.init)
 
 
 def create_model(name: str, num_classes: int, **overrides: Any) -> Segmentor:

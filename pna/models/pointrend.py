@@ -202,8 +202,9 @@ class PointRendSegmentor(Segmentor):
         (['P0', 'points'], torch.Size([1, 3, 64, 64]))
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, pointrend: PointRend, aux_head: nn.Module | None = None):
-        super().__init__(backbone, head, None, aux_head)
+    def __init__(self, backbone: nn.Module, head: nn.Module, pointrend: PointRend, aux_head: nn.Module | None = None,
+                 size_divisibility: int = 1):
+        super().__init__(backbone, head, None, aux_head, size_divisibility=size_divisibility)
         self.pointrend = pointrend
         self.head_gives_fine = hasattr(head, "fine_channels")
 

@@ -14,6 +14,10 @@ class ModelSpec:
     head_kwargs: further head arguments. refine: None, "nam" (NAM only), "nam+sam" or "pointrend" (the PointRend baseline).
     embed_bias: the refinement's 1x1 query/value embeddings have a bias (False in the Detectron2 rows).
     aux: an auxiliary FCN head on res4 (aux_channels wide), run in training only.
+    init: how heads and refinement are initialised, "torch" (layer defaults), "mm" or "d2" (the
+    authors' two code bases, :mod:`pna.models.init`). coarse_twice: the MMSeg cascade's second coarse
+    pass in training (:class:`pna.models.Segmentor`). size_divisibility: inputs padded to a multiple
+    of it, in training batches and at test (Detectron2's FPN rows: 32).
     """
 
     backbone: str = "resnet50c"
@@ -31,6 +35,9 @@ class ModelSpec:
     embed_bias: bool = True
     aux: bool = True
     aux_channels: int = 256
+    init: str = "torch"
+    coarse_twice: bool = False
+    size_divisibility: int = 1
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -42,8 +49,8 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-# Tables 3-7 (and Table 1's FPN + PointRend). The authors trained two code bases (docs/authors_audit.csv, "per-row
-# settings"), and a row's model follows the code base of its dataset:
+# Tables 3-7 (and Table 1's FPN + PointRend). The authors trained two code bases
+# (docs/authors_settings.md), and a row's model follows the code base of its dataset:
 # - MMSeg rows (VOC, COCO-Stuff 10k): ResNetV1c (deep stem 32-32-64), MMSeg heads (BatchNorm,
 #   dropout 0.1), PNA embeddings with bias, auxiliary FCN on res4. DeepLabV3 and PSP at output
 #   stride 16 (their shipped configs), FCN / FPN / UperNet and Swin at 32.
@@ -61,7 +68,9 @@ _OS16 = dict(output_stride=16)
 # Detectron2's DeepLabV3 head pools over the training crop's stride-16 size, Cityscapes' 512x1024 -> 32x64.
 _D2_ASPP = dict(head="aspp", head_channels=256, head_kwargs={"dilations": (1, 6, 12, 18), "style": "d2",
                                                               "pool_kernel": (32, 64)}, **_OS16)
-_D2_FPN = dict(head="fpn", head_kwargs={"norm": "gn", "dropout": 0.0})
+# Detectron2's FPN backbone pads every input to a multiple of 32 (main:pna/fpn.py:124; 508 crops train as 512).
+D2_FPN_SIZE_DIVISIBILITY = 32
+_D2_FPN = dict(head="fpn", head_kwargs={"norm": "gn", "dropout": 0.0}, size_divisibility=D2_FPN_SIZE_DIVISIBILITY)
 _D2_PNA = dict(refine="nam+sam", embed_bias=False)
 MODELS.update({
     # MMSeg DeepLabV3 (ASPP) / PSP / UperNet, ResNetV1c-101 (Table 3) and -50 (Table 7)

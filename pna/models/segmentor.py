@@ -2,11 +2,14 @@
 
 Inference at any input size happens in one place, :func:`predict_at_input_size` (used by the eval
 forward and by ``pna.engine.evaluate.predict_stage_logits``): an image whose sides are not multiples of the
-backbone's ``size_divisor`` (32 for Swin, 1 for ResNets) is zero-padded at the bottom and right, as
-mmseg pads normalised images, and the logits, upsampled to the padded size, are cropped back.
+model's :func:`size_divisor` (32 for Swin and for the Detectron2 FPN rows, 1 otherwise) is
+zero-padded at the bottom and right, as both code bases pad normalised images, and the logits,
+upsampled to the padded size, are cropped back. Training batches are padded to the same multiple
+(:func:`pna.data.collate.pad_collate`).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -17,9 +20,12 @@ from .resize import resize_to
 
 
 def size_divisor(model: nn.Module) -> int:
-    """The multiple the input sides must be for ``model``'s backbone (1 when it has no such need)."""
+    """The multiple the input sides must be for ``model``: the least common multiple of its
+    backbone's need (Swin 32) and its own ``size_divisibility`` (Detectron2's FPN rows pad every
+    input to a multiple of 32); 1 when neither asks for one."""
     model = getattr(model, "module", model)  # DistributedDataParallel
-    return int(getattr(getattr(model, "backbone", None), "size_divisor", 1))
+    backbone = int(getattr(getattr(model, "backbone", None), "size_divisor", 1))
+    return math.lcm(backbone, int(getattr(model, "size_divisibility", 1)))
 
 
 def pad_to_multiple(images: Tensor, divisor: int) -> Tensor:
@@ -62,6 +68,11 @@ class Segmentor(nn.Module):
     returns the last prediction upsampled bilinearly to the image size (any size: see
     :func:`predict_at_input_size`). ``return_all=True`` runs the input as it is.
 
+    ``coarse_twice`` (the authors' MMSeg cascade segmentor): in training the coarse head runs a
+    second time, and that second P0 (another dropout draw, a second BatchNorm statistics update,
+    gradients through both) feeds the refinement, while the first one gets the P0 loss.
+    ``size_divisibility``: inputs are padded to a multiple of it (see :func:`size_divisor`).
+
     Example:
         >>> import warnings; warnings.simplefilter("ignore")
         >>> from pna.models import build_backbone, ProgressiveRefinement
@@ -74,9 +85,12 @@ class Segmentor(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, refine: nn.Module | None = None,
-                 aux_head: nn.Module | None = None):
+                 aux_head: nn.Module | None = None, coarse_twice: bool = False, size_divisibility: int = 1):
         super().__init__()
+        if size_divisibility < 1:
+            raise ValueError(f"size_divisibility must be >= 1, got {size_divisibility}")
         self.backbone, self.head, self.refine, self.aux_head = backbone, head, refine, aux_head
+        self.coarse_twice, self.size_divisibility = coarse_twice, size_divisibility
 
     @property
     def stage_names(self) -> list[str]:
@@ -87,7 +101,9 @@ class Segmentor(nn.Module):
         feats = self.backbone(images)
         outputs = {"P0": self.head(feats)}
         if self.refine is not None:
-            outputs.update(zip(self.stage_names[1:], self.refine(feats, outputs["P0"])))
+            second = self.coarse_twice and self.training
+            p0 = self.head(feats) if second else outputs["P0"]
+            outputs.update(zip(self.stage_names[1:], self.refine(feats, p0)))
         if self.training and self.aux_head is not None:
             outputs["aux"] = self.aux_head(feats)
         return outputs

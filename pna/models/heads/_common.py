@@ -12,6 +12,9 @@ from torchvision.ops import Conv2dNormActivation
 
 
 NORMS = ("bn", "gn")
+# Dropout before the classifier: MMSeg drops whole channels (nn.Dropout2d); Detectron2's DeepLabV3
+# head drops single elements of the ASPP output (F.dropout).
+DROPOUT_KINDS = {"channel": nn.Dropout2d, "element": nn.Dropout}
 
 
 def _norm_layer(norm: str):
@@ -47,14 +50,19 @@ def separable_conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 
 
 
 class Classifier(nn.Sequential):
-    """Dropout then a 1x1 conv from ``channels`` to ``num_classes`` logits.
+    """Dropout (``dropout_kind`` "channel": Dropout2d, "element": Dropout) then a 1x1 conv from
+    ``channels`` to ``num_classes`` logits.
 
     >>> Classifier(16, 3)(torch.zeros(1, 16, 4, 4)).shape
     torch.Size([1, 3, 4, 4])
+    >>> type(Classifier(16, 3, dropout_kind="element")[0]).__name__
+    'Dropout'
     """
 
-    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
-        super().__init__(nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1, dropout_kind: str = "channel"):
+        if dropout_kind not in DROPOUT_KINDS:
+            raise ValueError(f"dropout_kind must be one of {sorted(DROPOUT_KINDS)}, got {dropout_kind!r}")
+        super().__init__(DROPOUT_KINDS[dropout_kind](dropout) if dropout > 0 else nn.Identity(),
                          nn.Conv2d(channels, num_classes, 1))
 
 

@@ -2,12 +2,13 @@
 
 Branches: image pooling (global average -> 1x1 conv, broadcast back), a 1x1 conv, and one dilated
 3x3 conv per dilation > 1; the five outputs are concatenated and fused by a 3x3 conv; then the
-classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' MMSeg configs (``docs/authors_audit.csv``: aspp_dilations).
+classifier. Widths 512, dilations (1, 12, 24, 36) as in the authors' MMSeg configs (docs/authors_settings.md).
 
 ``style="d2"`` is Detectron2's DeepLabV3 head, used by the authors' Cityscapes rows (256 channels,
 dilations (1, 6, 12, 18)): the branches are fused by a 1x1 conv instead of a 3x3 one, and the image
 pooling branch is a 1x1 conv with bias and ReLU but no norm (a BatchNorm over a 1x1 map is
-degenerate at small batches). Dropout 0.1 then the 1x1 predictor, as in MMSeg. Detectron2's head
+degenerate at small batches). Dropout 0.1 then the 1x1 predictor; Detectron2 drops elements, not
+channels (``dropout_kind="element"``, set by the paper profile of those rows). Detectron2's head
 also pools over a window of the training crop's feature size (``pool_kernel``, e.g. 512x1024 / 16 =
 32x64 for Cityscapes) with stride 1 and resizes the result back bilinearly: global pooling on a
 training crop, local pooling on a larger test image. A map smaller than the window is pooled whole.
@@ -94,11 +95,11 @@ class ASPPHead(nn.Module):
 
     def __init__(self, in_channels: list[int], num_classes: int, channels: int = 512,
                  dilations: tuple[int, ...] = (1, 12, 24, 36), dropout: float = 0.1, style: str = "mm",
-                 pool_kernel: tuple[int, int] | None = None):
+                 pool_kernel: tuple[int, int] | None = None, dropout_kind: str = "channel"):
         super().__init__()
         in_channels = check_in_channels(in_channels, "ASPPHead")
         self.aspp = ASPP(in_channels[-1], channels, tuple(dilations), style=style, pool_kernel=pool_kernel)
-        self.classifier = Classifier(channels, num_classes, dropout)
+        self.classifier = Classifier(channels, num_classes, dropout, dropout_kind)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.aspp(feats[-1]))
