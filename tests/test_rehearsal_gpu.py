@@ -70,6 +70,8 @@ FAKE_CHILD = textwrap.dedent("""
         if name == "hang":
             time.sleep(60)
         print("some log line", flush=True)
+        print("{a line that is not a row's}", flush=True)
+        print(json.dumps({"loss": 1.0}), flush=True)
         print(json.dumps({"config": name, "status": "ok", "error": ""}), flush=True)
 """)
 
@@ -102,6 +104,24 @@ def test_the_command_line_refuses_a_bad_batch_and_too_few_iterations():
     assert done.returncode != 0 and "warmup in [0, iters)" in done.stderr
 
 
+def test_missing_rehearses_only_the_rows_not_done_and_keeps_the_others(tmp_path):
+    path = tmp_path / "cuda.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["config", "status", "peak_mb", "error"])
+        writer.writeheader()
+        writer.writerows([{"config": "voc/fcn_r50_os32", "status": "ok", "peak_mb": "123", "error": ""},
+                          {"config": "voc/fcn_r50_os8", "status": "failed", "peak_mb": "", "error": "boom"}])
+    # a timeout too short for any row: the row that is run fails at once, without training
+    done = subprocess.run([sys.executable, "-m", "pna", "rehearse", "--rows", "voc/fcn_r50_os32", "voc/fcn_r50_os8",
+                           "--missing", "--timeout", "0.01", "--out", str(path)], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=300)
+    assert "1 of the rows are done" in done.stdout and "rehearsing the other 1" in done.stdout, done.stdout
+    assert "[1/1] voc/fcn_r50_os8: failed" in done.stdout and done.returncode == 1
+    lines = {x["config"]: x for x in csv.DictReader(path.open())}
+    assert lines["voc/fcn_r50_os32"]["peak_mb"] == "123"  # kept, not run again
+    assert lines["voc/fcn_r50_os8"]["error"] == "timed out after 0 s"  # run again, result merged
+
+
 def test_which_rows_fit_which_gpu_from_a_hand_made_table(tmp_path):
     assert CUDA_CONTEXT_MB == 1024  # the hand-computed needs below add 1 GiB
     rows = [  # config, batch, status, peak_mb, reserved_mb, gpu_total_mb (an 80 GB card, then a 40 GB one)
@@ -112,18 +132,19 @@ def test_which_rows_fit_which_gpu_from_a_hand_made_table(tmp_path):
         ("huge", 4, "oom", 39000, 40000, 40960),    # out of memory on a 40 GB card: not 24 or 40, 80 unknown
         ("broken", 4, "failed", "", "", 81559),
         ("old", 2, "ok", 5120, "", ""),             # a table without reserved_mb: peak_mb + 1 GiB = 6 GiB
+        ("host", 2, "ok", 5120, "", ""),            # a CPU rehearsal's row: host memory, says nothing
     ]
     path = tmp_path / "cuda.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["config", "batch", "status", "peak_mb", "reserved_mb", "gpu_total_mb"])
-        writer.writerows(rows)
+        writer.writerow(["config", "device", "batch", "status", "peak_mb", "reserved_mb", "gpu_total_mb"])
+        writer.writerows((row[0], "cpu" if row[0] == "host" else "cuda", *row[1:]) for row in rows)
     table = fit_table(path)
     got = {row["config"]: (row["need_gb"], row["24 GB"], row["40 GB"], row["80 GB"]) for row in table}
     assert got == {"small": (10.0, "yes", "yes", "yes"), "edge": (24.0, "yes", "yes", "yes"),
                    "over": (24.0, "no", "yes", "yes"), "big": (39.1, "no", "yes", "yes"),
                    "huge": ("> 40", "no", "no", "?"), "broken": ("", "?", "?", "?"),
-                   "old": (6.0, "yes", "yes", "yes")}
+                   "old": (6.0, "yes", "yes", "yes"), "host": ("", "?", "?", "?")}
     markdown = fit_markdown(table).splitlines()
     assert markdown[0] == "| config | batch | status | need_gb | 24 GB | 40 GB | 80 GB |"
     assert markdown[6] == "| huge | 4 | oom | > 40 | no | no | ? |"

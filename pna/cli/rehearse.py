@@ -5,7 +5,7 @@ test mode), one row per process; ``--papermill`` also runs one row per dataset t
     pna rehearse                        # every paper row -> results/rehearsal/cpu.csv
     pna rehearse --rows ci --papermill  # one row per dataset (what `make test` runs)
     pna rehearse --rows voc/fcn_r50_os32_pna --update
-    pna rehearse --device cuda --batch authors --iters 5 --warmup 2 --workers 4 --same-process
+    pna rehearse --device cuda --batch authors --iters 5 --warmup 2 --same-process [--missing]
                                         # every row at the authors' per-GPU batch -> results/rehearsal/cuda.csv
     pna rehearse --fits                 # which rows fit a 24 / 40 / 80 GB GPU, from results/rehearsal/cuda.csv
 """
@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per row")
     parser.add_argument("--update", action="store_true",
                         help="merge into the existing CSV (replace the rows run now, keep the others)")
+    parser.add_argument("--missing", action="store_true",
+                        help="only the rows the CSV lacks or has failed (ok and oom rows are kept); implies --update")
     parser.add_argument("--batch", type=_batch, default=2,
                         help="training batch: a number, or 'authors' (the per-GPU batch of the row's authors' setting)")
     parser.add_argument("--iters", type=int, default=2, help="training iterations (>= 2: the last one after a resume)")
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import csv
     from pathlib import Path
 
     from pna.configs import list_configs
@@ -64,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
     names = list(CI_ROWS.values()) if args.rows == ["ci"] else (args.rows or list_configs())
     default = REPO_ROOT / "results" / "rehearsal" / f"{args.device}.csv"
     path = None if args.out == "-" else Path(args.out) if args.out else default
-    lines = rehearse(names, args.device, args.papermill, path, args.timeout, args.update,
+    if args.missing and path is not None and path.is_file():
+        with path.open(newline="") as f:
+            done = {x["config"] for x in csv.DictReader(f) if x["status"] in ("ok", "oom")}
+        print(f"{len(done & set(names))} of the rows are done in {path}; rehearsing the other {len(set(names) - done)}")
+        names = [name for name in names if name not in done]
+    lines = rehearse(names, args.device, args.papermill, path, args.timeout, args.update or args.missing,
                      same_process=args.same_process, **options)
     if path is not None:
         print(f"wrote {path}")

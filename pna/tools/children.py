@@ -36,6 +36,17 @@ def _stdout_lines(stream, into: queue.Queue) -> None:
     into.put(None)  # the child closed its stdout: it ended
 
 
+def _row_line(text: str) -> dict | None:
+    """A row's JSON line, or None for anything else the child printed (log lines, warnings)."""
+    if not text.startswith("{"):
+        return None
+    try:
+        line = json.loads(text)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) and "config" in line and "status" in line else None
+
+
 def _stderr_tail(path: str) -> str:
     with open(path, errors="replace") as f:
         f.seek(max(0, os.path.getsize(path) - STDERR_TAIL_CHARS))
@@ -68,8 +79,8 @@ def child_lines(names: Sequence[str], device: str, timeout: float, options: Sequ
                     break
                 if text is None:
                     break
-                if text.startswith("{"):
-                    line = json.loads(text)
+                line = _row_line(text)
+                if line is not None:
                     if line.get("config") != remaining[0]:
                         child.kill()
                         reason = f"the child answered for {line.get('config')!r}, not {remaining[0]!r}"

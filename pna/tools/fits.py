@@ -4,8 +4,7 @@ A row trained at its authors' per-GPU batch fits a card when what the rehearsal 
 caching allocator's peak (``reserved_mb``; ``peak_mb`` where a table has no reserved column), plus
 :data:`CUDA_CONTEXT_MB` for what is outside the allocator, is at most the card's memory. A row
 that ran out of memory (``oom``) needed more than the rehearsal's GPU (``gpu_total_mb``): it fits
-no card of that size or smaller, and is unknown ("?") on larger ones. A failed or missing row is
-unknown everywhere.
+no card of that size or smaller, and is unknown ("?") on larger ones. A failed or missing row, or a row of a CPU rehearsal, is unknown everywhere.
 
 Example:
     >>> rows = fit_table([{"config": "voc/a", "batch": "4", "status": "ok", "peak_mb": "9000",
@@ -33,7 +32,7 @@ def _number(text) -> float | None:
 
 
 def _verdict(line: dict, card_mb: float) -> str:
-    status = line.get("status")
+    status = line.get("status") if line.get("device", "cuda") == "cuda" else "not a GPU run"
     if status == "ok":
         held = _number(line.get("reserved_mb")) or _number(line.get("peak_mb"))
         return "?" if held is None else "yes" if held + CUDA_CONTEXT_MB <= card_mb else "no"
@@ -58,7 +57,9 @@ def fit_table(source: str | Path | Iterable[dict], cards_gb: Sequence[int] = CAR
     for line in source:
         held = _number(line.get("reserved_mb")) or _number(line.get("peak_mb"))
         tested = _number(line.get("gpu_total_mb"))
-        if line.get("status") == "ok" and held is not None:
+        if line.get("device", "cuda") != "cuda":
+            need = ""  # a CPU rehearsal's peak is host memory
+        elif line.get("status") == "ok" and held is not None:
             need = f"{(held + CUDA_CONTEXT_MB) / 1024:.1f}"
         elif line.get("status") == "oom" and tested is not None:
             need = f"> {tested / 1024:.0f}"

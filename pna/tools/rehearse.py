@@ -20,7 +20,8 @@ What the table (``results/rehearsal/<device>.csv``, :data:`COLUMNS`) measures:
 - ``s_per_iter``: the mean time of the iterations after the first ``warmup`` (default 0: all),
   from the training log's cumulative ``time_s`` (:func:`steady_seconds`). Each iteration ends
   with the loss's ``.item()``, which waits for the GPU, so CUDA times are synchronised. Data
-  loading is included (``--workers`` loader processes; 0: in the training process).
+  loading is included (``--workers`` loader processes; 0: in the training process, and ``data_s``
+  is what one batch takes to load there, so ``s_per_iter - data_s`` is the step itself).
 - ``train_peak_mb``: from the model build through the uninterrupted iterations to the resume
   state's save. ``peak_mb``: the row's peak, i.e. also the resumed run (model rebuilt, checkpoint
   loaded with its optimiser state, the last iteration, the paper-mode evaluation) and the CPU's
@@ -31,6 +32,8 @@ What the table (``results/rehearsal/<device>.csv``, :data:`COLUMNS`) measures:
   ``peak_mb`` what was allocated before it) or failed (``error``).
 - ``eval_s``: the end-of-training evaluation of the one test image (the model's first
   evaluation: first-call costs such as compiling the flex kernels for inference are included).
+- ``row_s``: the whole row in its process (fixture, two model builds, training, checkpoint,
+  evaluation, data timing; not the process start).
 
 Each row runs in its own process (a failure or a memory peak stays with its row); with
 ``--same-process`` the rows run one after another in one child (peaks reset and memory freed
@@ -58,9 +61,10 @@ from pna.tools.measure import PeakMemory, gpu_info, oom_asked_mb, steady_seconds
 from pna.tools.rehearse_notebooks import CI_ROWS, NOTEBOOKS, papermill_row  # noqa: F401 (CI_ROWS: the CLI's and tests' name)
 
 COLUMNS = ["config", "device", "gpu", "gpu_total_mb", "crop", "batch", "iters", "warmup", "workers", "s_per_iter",
-           "train_peak_mb", "peak_mb", "reserved_mb", "asked_mb", "eval_s", "eval_size", "amp_step_s", "resumed_at",
-           "status", "error"]
+           "data_s", "train_peak_mb", "peak_mb", "reserved_mb", "asked_mb", "eval_s", "eval_size", "amp_step_s", "resumed_at",
+           "row_s", "status", "error"]
 AMP_SIZE = (128, 128)
+DATA_BATCHES = 2  # batches timed for data_s: the loader's first batch is no slower than the next (no workers)
 # One child process compiles the flex kernel for every window size and mode (train / inference) of
 # the rows it runs; torch's default limit (8 variants) would make later rows fall back to the
 # unfused eager kernel, which materialises every score (memory and time no longer the row's own).
@@ -114,6 +118,19 @@ def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
     return time.perf_counter() - start
 
 
+def data_seconds(cfg, batches: int = DATA_BATCHES) -> float:
+    """Mean seconds to load one training batch of ``cfg`` in this process (what each iteration
+    spends on data when the loader has no workers): the row's files, transform and batch size."""
+    from pna.engine.build import build_train_set
+    from pna.engine.loader import train_batches
+
+    stream = train_batches(build_train_set(cfg), cfg.train.batch_size, cfg.train.seed)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(stream)
+    return (time.perf_counter() - start) / batches
+
+
 _FIXTURES: dict[tuple[str, int], Path] = {}  # rows of one child process share their dataset
 
 
@@ -139,7 +156,7 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
     batch_size = authors_batch(name) if batch == "authors" else int(batch)
     line = {"config": name, "device": device_name, **gpu_info(device), "batch": batch_size, "iters": iters,
             "warmup": warmup, "workers": workers, "status": "failed", "error": ""}
-    meter, peaks, phase = PeakMemory(device), [], "data"
+    meter, peaks, phase, start = PeakMemory(device), [], "data", time.perf_counter()
     try:
         # one epoch covers every iteration: a loader (and its workers) starts once per run
         root = _fixture(ROWS[name].dataset, batch_size * (iters if workers else 1),
@@ -161,6 +178,9 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
         assert result.finished and evals, "the resumed run did not finish with an evaluation"
         line.update(s_per_iter=round(steady_seconds(log, warmup), 3), resumed_at=iters - 1,
                     eval_s=evals[-1]["seconds"], eval_size=_eval_size(cfg))
+        if not workers:
+            phase = "data loading"
+            line["data_s"] = round(data_seconds(cfg), 3)
         if device.type == "cpu":
             phase = "bf16 step"
             line["amp_step_s"] = round(amp_step(cfg, info(cfg.data.dataset).num_classes, device), 2)
@@ -174,6 +194,7 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
         traceback.print_exc()
     peaks.append(meter.read())  # the phase running when the row ended
     line["peak_mb"] = round(max(p for p, _ in peaks))
+    line["row_s"] = round(time.perf_counter() - start, 1)
     if device.type == "cuda":
         line["reserved_mb"] = round(max(r for _, r in peaks))
     return line
