@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# The GPU check (issue 23): every figure only a GPU gives, in one run of at most ~9 minutes on one GPU.
+# The GPU check (issue 23): every figure only a GPU gives, from one command, in ~9 minutes on one GPU.
 #
-#   scripts/gpu_check.sh [OUT_DIR] [--device cuda|cpu] [--quick] [--steps 1234]
+#   scripts/gpu_check.sh [OUT_DIR] [--device cuda|cpu] [--quick] [--steps 1234] [--all]
 #
 # OUT_DIR (default results/gpu_check/<date-time>) receives every log and CSV. Four steps, each with
-# its own time budget (seconds; override with BUDGET_TESTS, BUDGET_REHEARSAL, BUDGET_BENCH,
-# BUDGET_COST); a step that fails or runs out of time is reported and the next one runs:
+# a time budget; a step that fails or runs out of time is reported and the next one runs:
 #   1 tests   the tests marked `cuda` (pytest -m cuda): compiled flex forward+backward against the
 #             definition, one graph for two sizes, fp16 steps with the grad scaler, dropout masks
-#             after a resume, SyncBN over two GPUs (skips with one)
-#   2 rehearsal  every paper row at its authors' per-GPU batch with fp16 AMP, 2 warm-up + 3 timed
-#             iterations (a resume before the last), peak memory, paper-mode evaluation
-#             -> rehearsal_cuda.csv, and which rows fit 24 / 40 / 80 GB -> fits.md. Rows already in
-#             OUT_DIR's rehearsal_cuda.csv (ok or oom) are not run again: when the budget ends the
-#             step early, `scripts/gpu_check.sh OUT_DIR --steps 2` continues where it stopped
-#   3 bench   neighbourhood attention at the Cityscapes stage shapes (benchmarks/na_cuda.py) -> na_cuda.csv
-#   4 fps     Table 1's four models at 512x512 (pna cost --table table1) -> cost_table1_cuda.csv, and
-#             the FPS ratio PNA / FCN-OS-32 beside the paper's 27.9 / 44.9 -> fps_ratio.txt
-# Steps 2 and 3 copy their CSV to results/rehearsal/cuda.csv and results/benchmarks/na_cuda.csv
-# when they succeed (on CUDA, without --quick); nothing else under results/ is touched.
-# --device cpu --quick: a dry run of every step's code on a CPU (CUDA tests skip, 2 rows, tiny
-# benchmark shapes, FPS from one pass at 256x256); it copies nothing.
+#             after a resume, SyncBN over two GPUs (skips with one)                          150 s
+#   2 bench   neighbourhood attention at the Cityscapes stage shapes, fp16 and fp32
+#             (benchmarks/na_cuda.py) -> na_cuda.csv                                          120 s
+#   3 fps     Table 1's four models at 512x512 (pna cost --table table1) -> cost_table1_cuda.csv, and
+#             the FPS ratio PNA / FCN-OS-32 beside the paper's 27.9 / 44.9 -> fps_ratio.txt    75 s
+#   4 rehearsal  every paper row at its authors' per-GPU batch with fp16 AMP: 5 iterations with a
+#             resume after the first, seconds per iteration over the last 3, peak memory, the
+#             paper-mode evaluation -> rehearsal_cuda.csv; which rows fit 24 / 40 / 80 GB -> fits.md.
+#             The only step whose length grows with the rows (45): it runs last with what is left
+#             of the 9 minutes, and rows already in OUT_DIR's rehearsal_cuda.csv (ok or oom) are not
+#             run again, so `scripts/gpu_check.sh OUT_DIR --steps 4` continues where it stopped.
+# Budgets in seconds: BUDGET_TESTS, BUDGET_BENCH, BUDGET_COST, BUDGET_REHEARSAL (default: the rest
+# of BUDGET_TOTAL=540, at least 60); --all lifts the 9-minute limit (BUDGET_TOTAL=3600): every
+# row in one run. Steps 2 and 4 copy their CSV to results/benchmarks/na_cuda.csv and
+# results/rehearsal/cuda.csv when they succeed (on CUDA, without --quick); nothing else under
+# results/ is touched. --device cpu --quick: a dry run of every step's code on a CPU (CUDA tests
+# skip, tiny benchmark shapes, FPS from one pass at 256x256, 2 rows); it copies nothing.
 # PYTHON: the interpreter (default .venv/bin/python, else python3).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +33,9 @@ while [ $# -gt 0 ]; do
         --device) device=$2; shift 2 ;;
         --quick) quick=1; shift ;;
         --steps) steps=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
-        -*) echo "gpu_check.sh: unknown option $1 (expected --device cuda|cpu, --quick, --steps 1234)" >&2; exit 2 ;;
+        --all) BUDGET_TOTAL=${BUDGET_TOTAL:-3600}; shift ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -*) echo "gpu_check.sh: unknown option $1 (expected --device cuda|cpu, --quick, --steps 1234, --all)" >&2; exit 2 ;;
         *) out=$1; shift ;;
     esac
 done
@@ -44,10 +48,11 @@ cd "$repo"
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 PYTHONPATH="$repo" \
        PNA_RESULTS_DIR="$out/scratch/results" PNA_RUNS_DIR="$out/scratch/runs"
 if [ "$quick" = 1 ]; then  # a 2-core CPU is slow: the dry run's budgets are its own
-    budgets=("${BUDGET_TESTS:-900}" "${BUDGET_REHEARSAL:-2400}" "${BUDGET_BENCH:-600}" "${BUDGET_COST:-900}")
-else  # 9 minutes in all on one GPU
-    budgets=("${BUDGET_TESTS:-140}" "${BUDGET_REHEARSAL:-270}" "${BUDGET_BENCH:-75}" "${BUDGET_COST:-40}")
+    budgets=("${BUDGET_TESTS:-900}" "${BUDGET_BENCH:-600}" "${BUDGET_COST:-900}" "${BUDGET_REHEARSAL:-2400}")
+else  # 9 minutes in all on one GPU; the rehearsal's budget is set when it starts
+    budgets=("${BUDGET_TESTS:-150}" "${BUDGET_BENCH:-120}" "${BUDGET_COST:-75}" "${BUDGET_REHEARSAL:-}")
 fi
+total_budget=${BUDGET_TOTAL:-540}
 start_all=$SECONDS
 [ -f "$out/steps.tsv" ] || printf 'step\tseconds\tbudget_s\toutcome\n' > "$out/steps.tsv"
 first_line=$(($(wc -l < "$out/steps.tsv") + 1))  # this run's lines of steps.tsv start here
@@ -88,38 +93,20 @@ if wanted 1; then
     run_step 1_tests "${budgets[0]}" "$python" -m pytest tests -m cuda -p no:cacheprovider -ra -q
 fi
 
-# 2: the rehearsal at the authors' per-GPU batch (rows already done in OUT_DIR are kept)
+# 2: the neighbourhood-attention benchmark
 if wanted 2; then
-    if [ "$quick" = 1 ]; then
-        rehearsal=(--rows voc/fcn_r50_os32 voc/fcn_r50_os32_pna_nam --iters 3 --warmup 1)
-    else
-        rehearsal=(--iters 5 --warmup 2 --timeout 120)
-    fi
-    run_step 2_rehearsal "${budgets[1]}" "$python" -m pna rehearse --device "$device" --batch authors \
-        --same-process --missing "${rehearsal[@]}" --out "$out/rehearsal_$device.csv"
-    rehearsal_ok=$step_ok
-    if [ -s "$out/rehearsal_$device.csv" ]; then
-        "$python" -m pna rehearse --fits "$out/rehearsal_$device.csv" | tee "$out/fits.md" || true
-    fi
-    step_ok=$rehearsal_ok
-    copy_if_ok "$out/rehearsal_$device.csv" "$repo/results/rehearsal/cuda.csv"
-    if [ "$step_ok" = 0 ]; then echo "to continue the rehearsal where it stopped: $0 $out --steps 2"; fi
-fi
-
-# 3: the neighbourhood-attention benchmark
-if wanted 3; then
     bench=(--device "$device" --out "$out/na_$device.csv")
     if [ "$quick" = 1 ]; then bench+=(--quick); fi
-    run_step 3_bench "${budgets[2]}" "$python" benchmarks/na_cuda.py "${bench[@]}"
+    run_step 2_bench "${budgets[1]}" "$python" benchmarks/na_cuda.py "${bench[@]}"
     copy_if_ok "$out/na_$device.csv" "$repo/results/benchmarks/na_cuda.csv"
 fi
 
-# 4: FPS of Table 1's models, and the ratio PNA / FCN-OS-32 beside the paper's
-if wanted 4; then
+# 3: FPS of Table 1's models, and the ratio PNA / FCN-OS-32 beside the paper's
+if wanted 3; then
     fps=(--fps-iters 20)
     if [ "$quick" = 1 ]; then fps=(--fps-iters 1 --size 256 256); fi
     rm -f "$out/cost_table1_$device.csv"  # pna cost refuses to overwrite: this run's figures replace an earlier run's
-    run_step 4_fps "${budgets[3]}" "$python" -m pna cost --table table1 --device "$device" "${fps[@]}" \
+    run_step 3_fps "${budgets[2]}" "$python" -m pna cost --table table1 --device "$device" "${fps[@]}" \
         --out "$out/cost_table1_$device.csv"
     if [ -s "$out/cost_table1_$device.csv" ]; then
         "$python" - "$out/cost_table1_$device.csv" <<'PY' | tee "$out/fps_ratio.txt" || true
@@ -134,6 +121,25 @@ print(f"PNA / FCN-OS-32: ours {pna['fps'] / fcn['fps']:.2f}, paper {pna['paper_f
       f"{fcn['paper_fps_3090']} = {pna['paper_fps_3090'] / fcn['paper_fps_3090']:.2f} (RTX 3090)")
 PY
     fi
+fi
+
+# 4: the rehearsal at the authors' per-GPU batch (rows already done in OUT_DIR are kept)
+if wanted 4; then
+    if [ "$quick" = 1 ]; then
+        rehearsal=(--rows voc/fcn_r50_os32 voc/fcn_r50_os32_pna_nam --iters 3 --warmup 2 --workers 2)
+    else
+        rehearsal=(--iters 5 --warmup 2 --workers 4 --timeout 120)
+    fi
+    budget=${budgets[3]:-$(( total_budget - (SECONDS - start_all) > 60 ? total_budget - (SECONDS - start_all) : 60 ))}
+    run_step 4_rehearsal "$budget" "$python" -m pna rehearse --device "$device" --batch authors \
+        --same-process --missing "${rehearsal[@]}" --out "$out/rehearsal_$device.csv"
+    rehearsal_ok=$step_ok
+    if [ -s "$out/rehearsal_$device.csv" ]; then
+        "$python" -m pna rehearse --fits "$out/rehearsal_$device.csv" | tee "$out/fits.md" || true
+    fi
+    step_ok=$rehearsal_ok
+    copy_if_ok "$out/rehearsal_$device.csv" "$repo/results/rehearsal/cuda.csv"
+    if [ "$step_ok" = 0 ]; then echo "to continue the rehearsal where it stopped: $0 $out --steps 4"; fi
 fi
 
 echo "== summary: $((SECONDS - start_all)) s in all; everything is in $out"

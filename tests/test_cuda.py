@@ -116,13 +116,13 @@ def test_one_compiled_flex_graph_serves_two_evaluation_sizes():
 
 
 def _tiny_overrides(cache: Path, device: str) -> list[str]:
-    # tests/test_train.py's tiny model; the tiled NA path: the flex kernel has its own tests above
+    # tests/test_train.py's tiny model; the dense NA path (plain matmuls): the flex kernel has its own tests above
     return [f"data.root={cache}", "data.options={'num_train': 8, 'num_val': 2, 'size': 32, 'seed': 0}",
             "data.crop=(32, 32)", "data.scale_range=(1.0, 1.0)", "data.photometric=False",
             "train.batch_size=4", "train.checkpoint_interval=0", "train.log_interval=1", "train.eval_interval=0",
             f"train.device={device}", "eval.batch_size=2", "model.overrides.embed_dims=(32, 32, 32, 32)",
             "model.overrides.head_channels=16", "model.overrides.aux_channels=16", "model.overrides.window_size=3",
-            "model.overrides.na_impl='tiled'"]
+            "model.overrides.na_impl='dense'"]
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ For each paper config (``pna.configs.list_configs()``) it
    1024x2048 labelIds, COCO-Stuff ``.mat``, DeepGlobe 2448x2448 RGB masks, Trans10K masks);
 2. builds the row's real model and trains it at the paper crop through the notebooks' code path
    (``pna.engine.train.train``): ``iters`` iterations (default 2) of batch 2 (``--batch authors``:
-   the per-GPU batch of the row's authors' setting), stopped after all but the last with its
-   resume state written, then resumed from that checkpoint for the last one (fp32 on CPU, AMP fp16
-   on CUDA);
+   the per-GPU batch of the row's authors' setting), stopped after the first with its resume state
+   written, then resumed from that checkpoint for the others (fp32 on CPU, AMP fp16 on CUDA);
 3. evaluates the one test image exactly in the paper's test mode and size (the end of training);
 4. on CPU, runs one bf16-autocast training step of the same model at 128x128, so every row's
    mixed-precision path runs (CPU bf16 is emulated and slow: small inputs only).
@@ -19,15 +18,17 @@ What the table (``results/rehearsal/<device>.csv``, :data:`COLUMNS`) measures:
 
 - ``s_per_iter``: the mean time of the iterations after the first ``warmup`` (default 0: all),
   from the training log's cumulative ``time_s`` (:func:`steady_seconds`). Each iteration ends
-  with the loss's ``.item()``, which waits for the GPU, so CUDA times are synchronised. Data
-  loading is included (``--workers`` loader processes; 0: in the training process, and ``data_s``
-  is what one batch takes to load there, so ``s_per_iter - data_s`` is the step itself).
-- ``train_peak_mb``: from the model build through the uninterrupted iterations to the resume
-  state's save. ``peak_mb``: the row's peak, i.e. also the resumed run (model rebuilt, checkpoint
-  loaded with its optimiser state, the last iteration, the paper-mode evaluation) and the CPU's
-  bf16 step. CUDA: ``torch.cuda.max_memory_allocated`` (tensors) and ``reserved_mb``
-  (``max_memory_reserved``: what the caching allocator held), counters reset before the model
-  build; the CUDA context itself is in neither. CPU: the resident high-water mark (VmHWM).
+  with the loss's ``.item()``, which waits for the GPU, so CUDA times are synchronised. With
+  ``warmup`` 2 the first iteration (cold) and the first after the resume (model rebuilt, loader
+  restarted) are left out. Data loading is included: ``--workers`` loader processes load ahead
+  (the fixture then has ``batch * iters`` images, so no epoch ends within a run); with 0 it
+  happens in the training process and ``data_s`` is what one batch takes there.
+- ``peak_mb``: the larger of two peaks, each counted from a reset: (1) the model build, the first
+  iteration and the resume state's save; (2) the resumed run: model rebuilt, checkpoint loaded
+  (with the optimiser's state), the other iterations, the paper-mode evaluation of the test image
+  (and on CPU the bf16 step). CUDA: ``torch.cuda.max_memory_allocated`` (tensors) and
+  ``reserved_mb`` (``max_memory_reserved``: what the caching allocator held); the CUDA context
+  is in neither. CPU: the resident high-water mark (VmHWM).
 - ``status``: ok, ``oom`` (CUDA out of memory: ``asked_mb`` is the allocation that failed,
   ``peak_mb`` what was allocated before it) or failed (``error``).
 - ``eval_s``: the end-of-training evaluation of the one test image (the model's first
@@ -61,7 +62,7 @@ from pna.tools.measure import PeakMemory, gpu_info, oom_asked_mb, steady_seconds
 from pna.tools.rehearse_notebooks import CI_ROWS, NOTEBOOKS, papermill_row  # noqa: F401 (CI_ROWS: the CLI's and tests' name)
 
 COLUMNS = ["config", "device", "gpu", "gpu_total_mb", "crop", "batch", "iters", "warmup", "workers", "s_per_iter",
-           "data_s", "train_peak_mb", "peak_mb", "reserved_mb", "asked_mb", "eval_s", "eval_size", "amp_step_s", "resumed_at",
+           "data_s", "peak_mb", "reserved_mb", "asked_mb", "eval_s", "eval_size", "amp_step_s", "resumed_at",
            "row_s", "status", "error"]
 AMP_SIZE = (128, 128)
 DATA_BATCHES = 2  # batches timed for data_s: the loader's first batch is no slower than the next (no workers)
@@ -165,18 +166,17 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
         line.update(crop="x".join(map(str, cfg.data.crop)))
         out, phase = workdir / "run", "training"
         meter.reset()
-        first = train(cfg, out, results_dir=workdir / "results", progress=False, stop_after=iters - 1)
-        assert not first.finished and (out / "last.pt").is_file(), "no resume state before the last iteration"
+        first = train(cfg, out, results_dir=workdir / "results", progress=False, stop_after=1)
+        assert not first.finished and (out / "last.pt").is_file(), "no resume state after the first iteration"
         del first
         peaks.append(meter.read())
-        line["train_peak_mb"] = round(peaks[0][0])
         phase = "resumed run and evaluation"
         meter.reset()
         result = train(cfg, out, results_dir=workdir / "results", progress=False)  # resumes from last.pt
         log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
         evals = [e for e in log if e["type"] == "eval"]
         assert result.finished and evals, "the resumed run did not finish with an evaluation"
-        line.update(s_per_iter=round(steady_seconds(log, warmup), 3), resumed_at=iters - 1,
+        line.update(s_per_iter=round(steady_seconds(log, warmup), 3), resumed_at=1,
                     eval_s=evals[-1]["seconds"], eval_size=_eval_size(cfg))
         if not workers:
             phase = "data loading"
@@ -218,7 +218,7 @@ def rehearse_here(names: list[str], device: str, workdir: Path, **options) -> No
     if len(names) > 1:
         import torch._dynamo
 
-        torch._dynamo.config.recompile_limit = SAME_PROCESS_RECOMPILE_LIMIT
+        torch._dynamo.config.cache_size_limit = SAME_PROCESS_RECOMPILE_LIMIT  # recompile_limit since torch 2.6
     for name in names:
         with tempfile.TemporaryDirectory(prefix="row-", dir=workdir) as rundir:
             line = rehearse_row(name, device, Path(rundir), data_dir=workdir / "data", **options)
