@@ -22,7 +22,7 @@ What the table (``results/rehearsal/<device>.csv``, :data:`COLUMNS`) measures:
   ``warmup`` 2 the first iteration (cold) and the first after the resume (model rebuilt, loader
   restarted) are left out. Data loading is included: ``--workers`` loader processes load ahead
   (the fixture then has ``batch * iters`` images, so no epoch ends within a run); with 0 it
-  happens in the training process and ``data_s`` is what one batch takes there.
+  happens in the training process, and on CUDA ``data_s`` is what one batch takes there.
 - ``peak_mb``: the larger of two peaks, each counted from a reset: (1) the model build, the first
   iteration and the resume state's save; (2) the resumed run: model rebuilt, checkpoint loaded
   (with the optimiser's state), the other iterations, the paper-mode evaluation of the test image
@@ -178,7 +178,7 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
         assert result.finished and evals, "the resumed run did not finish with an evaluation"
         line.update(s_per_iter=round(steady_seconds(log, warmup), 3), resumed_at=1,
                     eval_s=evals[-1]["seconds"], eval_size=_eval_size(cfg))
-        if not workers:
+        if not workers and device.type == "cuda":  # on CPU the step dwarfs the loading
             phase = "data loading"
             line["data_s"] = round(data_seconds(cfg), 3)
         if device.type == "cpu":
