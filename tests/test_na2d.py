@@ -98,6 +98,7 @@ def test_fast_and_tiled_gradcheck(kernel_size, height, width):
     assert torch.autograd.gradcheck(lambda *x: na2d(*x, kernel_size, impl="tiled"), inputs, fast_mode=True)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compiled flex_attention path)")
 def test_flex_matches_fast_on_cuda_realistic_shape():
     inputs = [t.detach().cuda().requires_grad_() for t in make_inputs(9, 64, 64, 2, 6, 32, 32, torch.float32)]

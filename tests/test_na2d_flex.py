@@ -61,6 +61,16 @@ def test_flex_forward_matches_brute_force_on_cpu(kernel_size, height, width):
     torch.testing.assert_close(out, brute_force(q, k, v, rpb, kernel_size)[1])
 
 
+@pytest.mark.parametrize("tile", [(1, 16), (4, 4)], ids=["row-major", "4x4"])
+def test_flex_forward_with_another_tile_matches_brute_force_on_cpu(tile):
+    # benchmarks/na_cuda.py times row-major blocks ((1, 16) on a map 16 wide) beside the 2-D tiles
+    q, k, v, rpb = make_inputs(7, 9, 16, grad=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = na2d_flex(q, k, v, rpb, 7, tile=tile)
+    torch.testing.assert_close(out, brute_force(q, k, v, rpb, 7)[1])
+
+
 def test_mask_and_bias_do_not_close_over_the_map_size():
     # One compiled kernel for every map size needs the mods to read sizes from tensors only.
     plan = _flex_plan(20, 40, 9, "cpu", FLEX_TILE)

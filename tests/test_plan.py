@@ -58,3 +58,15 @@ def test_pna_plan_prints_the_split_and_the_caveat(capsys):
     assert "4 GB: 1 process(es) x 2 images x 8 accumulation steps = 16" in out  # 0.7 + 2 x 0.58 + 1 GB <= 3.6 GB
     table = plan_table([24], gpus=4, configs=["voc/fcn_r50_os32", "cityscapes/fpn_r103_pna"])
     assert list(table["24 GB"]) == ["4x1", "4x1"]
+
+
+def test_the_per_image_estimate_divides_by_the_batch_the_rehearsal_ran(tmp_path):
+    """The GPU check rehearses at the authors' per-GPU batch (4), the CPU rehearsal at 2: the batch
+    column says which; the caching allocator's reserve is the peak where the table has it."""
+    root = _root(tmp_path, cpu_peak=4000.0)
+    header = "config,device,crop,batch,s_per_iter,peak_mb,reserved_mb,status,error\n"
+    (root / "results" / "rehearsal" / "cuda.csv").write_text(
+        header + "voc/fcn_r50_os32,cuda,512x512,4,0.3,5000,6000,ok,\n")
+    fp = footprints(root)["voc/fcn_r50_os32"]
+    state = 50e6 * 16 / 2 ** 20
+    assert fp.source == "cuda" and fp.per_image_mb == pytest.approx((6000 - state) / 4)

@@ -1,12 +1,16 @@
-"""Which row fits which card: peak memory per micro-batch, estimated from a measured table, and the
-split of the authors' batch (processes x micro-batch x accumulation) that would fit (``pna plan``).
+"""Which row fits which card (``pna plan``): what the GPU rehearsal measured at the authors' per-GPU
+batch against 24 / 40 / 80 GB cards (:func:`fit_table`), and, for any card and GPU count, the peak
+memory per micro-batch estimated from the measured table with the split of the authors' batch
+(processes x micro-batch x accumulation) that would fit (:func:`choose_split`, :func:`plan_table`).
 
 The estimate of one process holding ``m`` images is ``state + m x per_image + reserve``:
 
 * ``state``: the weights, their gradients and AdamW's two moments, 16 bytes per parameter
   (fp32 x 4; parameters from ``results/cost/all_models.csv``);
-* ``per_image``: from the rehearsal's measured peak at batch 2 (``results/rehearsal/<device>.csv``):
-  ``(peak - baseline - state) / 2``;
+* ``per_image``: from the rehearsal's measured peak at the batch it ran (``results/rehearsal/<device>.csv``,
+  its ``batch`` column: 2 in the CPU rehearsal, the authors' per-GPU batch in ``scripts/gpu_check.sh``):
+  ``(peak - baseline - state) / batch``, the peak being the caching allocator's ``reserved_mb`` where
+  the table has it;
 * ``reserve``: :data:`CUDA_RESERVE_MB` for the CUDA context and the allocator's cache, which CUDA's
   max-allocated figure does not count.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -39,9 +44,10 @@ BYTES_PER_PARAM = 16        # fp32 weight + gradient + AdamW exp_avg + exp_avg_s
 CPU_BASELINE_MB = 740
 CUDA_RESERVE_MB = 1024      # CUDA context (~0.5 GB) and allocator cache beyond max_memory_allocated
 HEADROOM = 0.9              # plan to use at most this share of the card (fragmentation, eval spikes)
-MEASURED_BATCH = 2          # the rehearsal's batch
-SOURCES = {"cuda": "CUDA max allocated at batch 2 (AMP fp16), results/rehearsal/cuda.csv",
-           "cpu": "CPU RSS at batch 2 (fp32), results/rehearsal/cpu.csv: CPU RSS is not GPU memory, an upper bound"}
+CARDS_GB = (24, 40, 80)     # the usual sizes: RTX 3090 / 4090 / A5000, A100 40 GB, A100 / H100 80 GB
+SOURCES = {"cuda": "CUDA memory held at the rehearsal's batch (AMP fp16), results/rehearsal/cuda.csv",
+           "cpu": "CPU RSS at the rehearsal's batch (fp32), results/rehearsal/cpu.csv: CPU RSS is not GPU memory, "
+                  "an upper bound"}
 
 
 @dataclass(frozen=True)
@@ -57,14 +63,27 @@ class Footprint:
         return self.state_mb + images * self.per_image_mb + CUDA_RESERVE_MB
 
 
-def measured_table(root: Path = REPO_ROOT) -> tuple[str, dict[str, float]]:
-    """(source, {config: peak MB at batch 2}) from the CUDA rehearsal if there is one, else the CPU's."""
+def _number(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _held_mb(line: dict) -> float | None:
+    """What a rehearsal row held at its peak: the CUDA caching allocator's reserve where measured
+    (what the card must have), else the peak the table records."""
+    return _number(line.get("reserved_mb")) or _number(line.get("peak_mb"))
+
+
+def measured_table(root: Path = REPO_ROOT) -> tuple[str, dict[str, tuple[float, int]]]:
+    """(source, {config: (peak MB, batch it ran)}) from the CUDA rehearsal if there is one, else the CPU's."""
     for source in ("cuda", "cpu"):
         path = root / "results" / "rehearsal" / f"{source}.csv"
         if path.is_file():
             with open(path, newline="") as f:
-                lines = [x for x in csv.DictReader(f) if x["status"] == "ok" and x["config"] in ROWS and x["peak_mb"]]
-            return source, {x["config"]: float(x["peak_mb"]) for x in lines}
+                lines = [x for x in csv.DictReader(f) if x["status"] == "ok" and x["config"] in ROWS and _held_mb(x)]
+            return source, {x["config"]: (_held_mb(x), int(_number(x.get("batch")) or 2)) for x in lines}
     raise FileNotFoundError(f"no rehearsal table in {root / 'results' / 'rehearsal'}: run `pna rehearse` first")
 
 
@@ -75,12 +94,12 @@ def footprints(root: Path = REPO_ROOT) -> dict[str, Footprint]:
         params = {x["model"]: float(x["params_m"]) * 1e6 for x in csv.DictReader(f)}
     baseline = CPU_BASELINE_MB if source == "cpu" else 0.0
     out = {}
-    for config, peak in peaks.items():
+    for config, (peak, batch) in peaks.items():
         model = ROWS[config].model
         if model not in params:
             continue
         state = params[model] * BYTES_PER_PARAM / 2 ** 20
-        out[config] = Footprint(config, source, state, max(0.0, (peak - baseline - state) / MEASURED_BATCH))
+        out[config] = Footprint(config, source, state, max(0.0, (peak - baseline - state) / batch))
     return out
 
 
@@ -112,3 +131,55 @@ def plan_table(gpu_mems: list[float], gpus: int = 1, configs: list[str] | None =
             line[f"{mem:g} GB"] = f"{split.micro_batch}x{split.accumulation}" if split else "-"
         lines.append(line)
     return pd.DataFrame(lines).set_index("config")
+
+
+def _verdict(line: dict, card_mb: float) -> str:
+    status = line.get("status") if line.get("device", "cuda") == "cuda" else "not a GPU run"
+    if status == "ok":
+        held = _held_mb(line)
+        return "?" if held is None else "yes" if held + CUDA_RESERVE_MB <= card_mb else "no"
+    tested = _number(line.get("gpu_total_mb"))
+    if status == "oom" and tested is not None and card_mb <= tested:
+        return "no"
+    return "?"
+
+
+def fit_table(source: str | Path | Iterable[dict], cards_gb: Sequence[int] = CARDS_GB) -> list[dict]:
+    """What the rehearsal measured, without estimates: one dict per row of the rehearsal table
+    ``source`` (a CSV path or its lines): config, batch, status, ``need_gb`` (held + the CUDA reserve,
+    GiB; for ``oom``: more than the GPU it ran on) and one ``"<n> GB"`` column per card: yes (it ran
+    there with that memory), no (it needs more, or ran out of memory on a card that large), or ?
+    (not measured: a failed or missing row, an ``oom`` on a smaller card, a CPU rehearsal's host memory)."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run `pna rehearse --device cuda --batch authors` on a GPU "
+                                    "(scripts/gpu_check.sh) to write it")
+        with path.open(newline="") as f:
+            source = list(csv.DictReader(f))
+    rows = []
+    for line in source:
+        held = _held_mb(line)
+        tested = _number(line.get("gpu_total_mb"))
+        if line.get("device", "cuda") != "cuda":
+            need = ""  # a CPU rehearsal's peak is host memory
+        elif line.get("status") == "ok" and held is not None:
+            need = f"{(held + CUDA_RESERVE_MB) / 1024:.1f}"
+        elif line.get("status") == "oom" and tested is not None:
+            need = f"> {tested / 1024:.0f}"
+        else:
+            need = ""
+        row = {"config": line["config"], "batch": line.get("batch", ""), "status": line.get("status", ""),
+               "need_gb": float(need) if need and need[0] != ">" else need}
+        rows.append(row | {f"{gb} GB": _verdict(line, gb * 1024) for gb in cards_gb})
+    return rows
+
+
+def fit_markdown(rows: list[dict]) -> str:
+    """The table of :func:`fit_table` as Markdown."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)

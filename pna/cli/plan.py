@@ -4,6 +4,7 @@ authors' batch (processes x micro-batch x accumulation steps) that fits (pna.ana
     pna plan --config cityscapes/deeplabv3_r103_os16_pna --gpu-mem 24          # one row, one 24 GB GPU
     pna plan --config voc/psp_swin_b_pna --gpu-mem 16 --gpus 4
     pna plan --gpu-mem 12 24 48 80                                               # every paper row
+    pna plan --measured          # what the GPU rehearsal measured at the authors' per-GPU batch (no estimate)
 
 The figures come from the rehearsal's measured table (results/rehearsal/cuda.csv where a GPU has
 measured it, else cpu.csv, whose CPU RSS is not GPU memory: an upper bound). Train with the split
@@ -18,14 +19,26 @@ HELP = "estimate which row fits which GPU memory, and the micro-batch x accumula
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="one row (default: a table of every measured paper row)")
-    parser.add_argument("--gpu-mem", type=float, nargs="+", required=True, metavar="GB", help="memory per GPU, GB")
+    parser.add_argument("--gpu-mem", type=float, nargs="+", metavar="GB", help="memory per GPU, GB (estimates)")
+    parser.add_argument("--measured", nargs="?", const="", metavar="CSV",
+                        help="what the GPU rehearsal measured at the authors' per-GPU batch against 24 / 40 / 80 GB "
+                             "cards, no estimate (default CSV: results/rehearsal/cuda.csv)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the authors' batch is split over")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pna.analysis.card_fit import SOURCES, choose_split, footprints, plan_table
+    from pathlib import Path
+
+    from pna.analysis.card_fit import SOURCES, choose_split, fit_markdown, fit_table, footprints, plan_table
     from pna.configs import load_config
     from pna.engine.batch_split import mining_chunk
+    from pna.paths import REPO_ROOT
+
+    if args.measured is not None:
+        print(fit_markdown(fit_table(Path(args.measured or REPO_ROOT / "results" / "rehearsal" / "cuda.csv"))))
+        return 0
+    if not args.gpu_mem:
+        raise ValueError("pass --gpu-mem GB [GB ...] (estimates) or --measured (the GPU rehearsal's table)")
 
     if args.gpus < 1:
         raise ValueError(f"--gpus must be >= 1, got {args.gpus}")

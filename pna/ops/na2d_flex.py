@@ -156,16 +156,18 @@ def _compiled_flex():
     return torch.compile(flex_attention, dynamic=True)
 
 
-def na2d_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tensor, kernel_size: int) -> torch.Tensor:
+def na2d_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tensor, kernel_size: int,
+              tile: tuple[int, int] = FLEX_TILE) -> torch.Tensor:
     """Neighbourhood attention output ``(B, heads, H, W, dim_v)`` via flex_attention (no checks).
 
-    Compiled on CUDA, eager elsewhere. Example:
+    ``tile``: pixels per flex block (rows, cols); ``(1, 128)`` on a map 128 or 256 wide is plain
+    row-major order (benchmarks/na_cuda.py compares the two). Compiled on CUDA, eager elsewhere. Example:
         >>> q = k = v = torch.randn(1, 2, 4, 4, 8)
         >>> na2d_flex(q, k, v, torch.zeros(2, 5, 5), 3).shape
         torch.Size([1, 2, 4, 4, 8])
     """
     height, width = q.shape[2:4]
-    block_mask, rows, cols, key_rows, key_cols = _flex_plan(height, width, kernel_size, str(q.device), FLEX_TILE)
+    block_mask, rows, cols, key_rows, key_cols = _flex_plan(height, width, kernel_size, str(q.device), tile)
     last, bias = kernel_size - 1, rpb.to(q.dtype)
 
     def score_mod(score, b, h, q_idx, kv_idx):
@@ -175,6 +177,6 @@ def na2d_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: torch.Tens
         return score + bias[h, row_offset, col_offset].to(score.dtype)
 
     attend = _compiled_flex() if q.is_cuda else flex_attention
-    out = attend(to_tile_order(q), to_tile_order(k), to_tile_order(v), score_mod=score_mod,
+    out = attend(to_tile_order(q, tile), to_tile_order(k, tile), to_tile_order(v, tile), score_mod=score_mod,
                  block_mask=block_mask, scale=1.0)
-    return from_tile_order(out, height, width)
+    return from_tile_order(out, height, width, tile)
