@@ -34,11 +34,17 @@ def interior(label: torch.Tensor) -> torch.Tensor:
     return (windows == label[..., None, None]).all(-1).all(-1)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_train_transform_keeps_image_and_label_aligned(seed):
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("scale, image_pixels", [
+    (0.5, 20 * 28),   # 40 x 56 -> 20 x 28: padded on both sides of the 48 x 48 crop
+    (1.0, 40 * 48),   # 40 x 56: rows padded (40 < 48), columns cropped
+    (2.0, 48 * 48),   # 80 x 112: no padding
+    (1.5, 48 * 48),   # 60 x 84: no padding
+])
+def test_train_transform_keeps_image_and_label_aligned(seed, scale, image_pixels):
     torch.manual_seed(seed)
     image, label = blocky_pair(40, 56, seed=seed)
-    x, y = build_train_transform((48, 48), photometric=False)(image, label)
+    x, y = build_train_transform((48, 48), scale_range=(scale, scale), photometric=False)(image, label)
     assert x.shape == (3, 48, 48) and y.shape == (48, 48) and x.dtype == torch.float32
     y = y.long()
     valid = (y != 255) & interior(y)
@@ -46,7 +52,8 @@ def test_train_transform_keeps_image_and_label_aligned(seed):
     agreement = (label_from_image(x)[valid] == y[valid]).float().mean()
     assert agreement > 0.99
     padded = y == 255  # padding: label 255 exactly where the image is the mean colour (~0 normalised)
-    assert x[:, padded].abs().max() < 0.01 if padded.any() else True
+    assert int(padded.sum()) == 48 * 48 - image_pixels
+    assert x[:, padded].abs().amax(0).lt(0.01).all() and x[:, padded].numel() == 3 * (48 * 48 - image_pixels)
     assert (x[:, ~padded].abs().amax(0) > 0.5).float().mean() > 0.95
 
 
