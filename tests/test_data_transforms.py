@@ -185,3 +185,23 @@ def test_eval_transform_caps_the_long_side():
     image, label = blocky_pair(20, 100)
     x, _ = build_eval_transform(40, max_size=120)(image, label)
     assert x.shape[-2:] == (24, 120)
+
+
+def _distort(rgb, **params):
+    """One PhotometricDistortion step with chosen parameters (no coin flips) on a 1x1 uint8 image."""
+    chosen = {"brightness": None, "contrast_first": True, "contrast": None, "saturation": None, "hue": None} | params
+    image = tv_tensors.Image(torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1))
+    return PhotometricDistortion().transform(image, chosen).view(3).tolist()
+
+
+def test_photometric_steps_by_hand():
+    # hue in OpenCV units, 180 = a full turn: +60 turns pure red (0 deg) into pure green (120 deg)
+    assert _distort((255, 0, 0), hue=60) == [0, 255, 0]
+    assert _distort((255, 0, 0), hue=-60) == [0, 0, 255]
+    # brightness is clipped to 0..255 before the contrast that follows it: (250 + 32 -> 255) * 0.5 = 127.5 -> 128
+    assert _distort((250, 100, 0), brightness=32, contrast_first=False, contrast=0.5) == [128, 66, 16]
+    # the contrast is applied once, first or last: 100 * 1.2 = 120
+    assert _distort((100, 50, 200), contrast_first=True, contrast=1.2) == [120, 60, 240]
+    assert _distort((100, 50, 200), contrast_first=False, contrast=1.2) == [120, 60, 240]
+    # saturation: a grey-free colour at half saturation keeps its value and moves halfway to grey
+    assert _distort((200, 100, 100), saturation=0.5) == [200, 150, 150]

@@ -206,11 +206,12 @@ class _TinyNA(torch.nn.Module):
         return na2d(q, q, v, self.rpb, self.kernel_size, impl=self.impl)
 
 
+@pytest.mark.parametrize("height, width", [(6, 9), (3, 9), (6, 2)])  # the last two: one side shorter than L
 @pytest.mark.parametrize("impl", ["slots", "tiled"])
-def test_fvcore_counts_neighbourhood_products(impl):
+def test_fvcore_counts_neighbourhood_products(impl, height, width):
     from fvcore.nn import FlopCountAnalysis
 
-    batch, heads, height, width, dim, dim_v, kernel_size = 2, 3, 6, 9, 8, 5, 5
+    batch, heads, dim, dim_v, kernel_size = 2, 3, 8, 5, 5
     q = torch.randn(batch, heads, height, width, dim)
     v = torch.randn(batch, heads, height, width, dim_v)
     model = _TinyNA(heads, kernel_size, impl).eval()
@@ -219,7 +220,7 @@ def test_fvcore_counts_neighbourhood_products(impl):
         flops = FlopCountAnalysis(model, (q, v)).set_op_handle(**fvcore_handles())
         flops.unsupported_ops_warnings(False)
         total = flops.total()
-    window = kernel_size * kernel_size
+    window = min(kernel_size, height) * min(kernel_size, width)  # every query meets Lh x Lw real keys
     assert total == batch * heads * height * width * window * (dim + dim_v)
 
 
