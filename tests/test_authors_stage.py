@@ -1,13 +1,14 @@
-"""Stage equivalence: the authors' PNA head, re-implemented here from the facts (docs/authors_checkpoints.md,
-docs/architecture.md) with their module names, and our refinement holding the converted weights give the same
-P1..P4 in float64 (1e-10), for both branches' layouts (MMSeg levels pna3..pna0 with embedding
-biases; Detectron2 levels res2..res5 without, with and without SAM)."""
+"""Stage equivalence: the authors' PNA head, written here a second time in another form from the facts
+(docs/architecture.md, docs/authors_checkpoints.md): plain float64 functions that read a state dict by
+the authors' key names, with per-head loops and einsums, NATTEN's window start and a hand-written
+nearest resize, depthwise convolution, LayerNorm and GELU. Our refinement holding the converted weights
+must give the same P1..P4 (1e-10), for both branches' layouts (MMSeg levels pna3..pna0 with embedding
+biases; Detectron2 levels res2..res5 without, with and without SAM). Nothing here calls our modules, so a
+bug shared by the two would have to be written twice."""
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from pna.authors import name_table
 from pna.authors.convert import Section, convert_state_dict
@@ -17,160 +18,157 @@ IN_CHANNELS = (16, 24, 32, 40)           # res2..res5
 DIMS = (32, 64, 64, 96)                  # D of res2..res5 (heads = D / 32)
 SIZES = ((12, 14), (6, 7), (4, 5), (3, 4))     # res2..res5, all at least the window
 CLASSES, WINDOW = 5, 3
+HEAD_DIM = 32                            # docs/architecture.md: heads = D / 32
+EPS = 1e-5                               # every LayerNorm (the SAM's: docs; the others: nn.LayerNorm's default)
+GDFN_EXPANSION = 2.66
 
 
-class BodyLayerNorm(nn.Module):
-    """Restormer's LayerNorm with bias over the channels of NCHW maps (parameters in ``.body``)."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.body = nn.Module()
-        self.body.weight, self.body.bias = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x):
-        mean = x.mean(1, keepdim=True)
-        var = ((x - mean) ** 2).mean(1, keepdim=True)
-        return (x - mean) / torch.sqrt(var + 1e-5) * self.body.weight[:, None, None] + self.body.bias[:, None, None]
-
-
-class ChannelAttention(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=False)
-        self.qkv_dwconv = nn.Conv2d(3 * dim, 3 * dim, 3, padding=1, groups=3 * dim, bias=False)
-        self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
-
-    def forward(self, x):
-        b, c, h, w = x.shape
-        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, 1))
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(-1)
-        return self.project_out((attn @ v).reshape(b, c, h, w))
+# ---- the authors' parameters, by their key names and shapes (docs/authors_checkpoints.md) --------------
+def their_shapes(level: int, key: str, embed_bias: bool, use_sa: bool) -> dict[str, tuple[int, ...]]:
+    d, c_in, heads, hidden = DIMS[level], IN_CHANNELS[level], DIMS[level] // HEAD_DIM, int(DIMS[level] * GDFN_EXPANSION)
+    block = f"stages.{key}.blocks.0"
+    shapes = {f"patch_embeds.{key}.weight": (d, c_in, 1, 1), f"value_embeds.{key}.weight": (d, CLASSES, 1, 1)}
+    if embed_bias:
+        shapes |= {f"patch_embeds.{key}.bias": (d,), f"value_embeds.{key}.bias": (d,)}
+    if use_sa:
+        sam = f"{block}.atten1"
+        shapes |= {f"{sam}.norm1.body.weight": (d,), f"{sam}.norm1.body.bias": (d,),
+                   f"{sam}.attn.temperature": (heads, 1, 1), f"{sam}.attn.qkv.weight": (3 * d, d, 1, 1),
+                   f"{sam}.attn.qkv_dwconv.weight": (3 * d, 1, 3, 3), f"{sam}.attn.project_out.weight": (d, d, 1, 1),
+                   f"{sam}.norm2.body.weight": (d,), f"{sam}.norm2.body.bias": (d,),
+                   f"{sam}.ffn.project_in.weight": (2 * hidden, d, 1, 1),
+                   f"{sam}.ffn.dwconv.weight": (2 * hidden, 1, 3, 3), f"{sam}.ffn.project_out.weight": (d, hidden, 1, 1)}
+    for norm in ("norm1", "norm1_2", "norm2", "out_norm"):
+        shapes |= {f"{block}.{norm}.weight": (d,), f"{block}.{norm}.bias": (d,)}
+    shapes |= {f"{block}.attn.rpb": (heads, 2 * WINDOW - 1, 2 * WINDOW - 1),
+               f"{block}.attn.qk.weight": (2 * d, d), f"{block}.attn.qk.bias": (2 * d,)}
+    for linear in ("attn.embed_v", "attn.proj", "mlp.fc1", "mlp.fc2"):
+        shapes |= {f"{block}.{linear}.weight": (d, d), f"{block}.{linear}.bias": (d,)}
+    return shapes | {f"conv_seg_layers.{key}.weight": (CLASSES, d, 1, 1), f"conv_seg_layers.{key}.bias": (CLASSES,)}
 
 
-class GatedFFN(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        hidden = int(dim * 2.66)
-        self.project_in = nn.Conv2d(dim, 2 * hidden, 1, bias=False)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=False)
-        self.project_out = nn.Conv2d(hidden, dim, 1, bias=False)
-
-    def forward(self, x):
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, 1)  # first half: the GELU branch
-        return self.project_out(F.gelu(gate) * value)
-
-
-class TransformerBlock(nn.Module):  # SAM
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.norm1, self.attn = BodyLayerNorm(dim), ChannelAttention(dim, heads)
-        self.norm2, self.ffn = BodyLayerNorm(dim), GatedFFN(dim)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+def their_state(levels, embed_bias: bool, use_sa: bool, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random float64 weights: norm scales and temperatures near 1, the rest ~ 1 / sqrt(fan in)."""
+    state = {}
+    order = range(4) if levels[0] == "res2" else range(3, -1, -1)  # the order their dicts are filled in
+    for level in order:
+        for key, shape in their_shapes(level, levels[level], embed_bias, use_sa).items():
+            noise = torch.randn(shape, generator=gen, dtype=torch.float64)
+            if "norm" in key and key.endswith("weight") or key.endswith("temperature"):
+                state[key] = 1 + 0.2 * noise
+            else:
+                state[key] = noise / math.sqrt(math.prod(shape[1:]) if len(shape) > 1 else 4)
+    return state
 
 
-def window_start(i, n, window):
-    """NATTEN: the window is shifted inward at the borders, never padded (docs/architecture.md)."""
+# ---- their stage as plain functions --------------------------------------------------------------------
+def conv1x1(x, weight, bias=None):
+    out = torch.einsum("oc,bchw->bohw", weight[:, :, 0, 0], x)
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def depthwise3x3(x, weight):
+    """Zero padding 1, one 3x3 filter per channel, no bias."""
+    h, w = x.shape[-2:]
+    padded = torch.zeros(*x.shape[:2], h + 2, w + 2, dtype=x.dtype)
+    padded[..., 1:-1, 1:-1] = x
+    return sum(weight[None, :, 0, a, b, None, None] * padded[..., a:a + h, b:b + w] for a in range(3) for b in range(3))
+
+
+def layer_norm(x, weight, bias, dim):
+    mean = x.mean(dim, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim, keepdim=True)
+    shape = [1] * x.ndim
+    shape[dim] = -1
+    return (x - mean) / torch.sqrt(var + EPS) * weight.reshape(shape) + bias.reshape(shape)
+
+
+def gelu(x):
+    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def softmax(x, dim):
+    e = torch.exp(x - x.amax(dim, keepdim=True))
+    return e / e.sum(dim, keepdim=True)
+
+
+def linear(x, state, name):
+    return x @ state[f"{name}.weight"].T + state[f"{name}.bias"]
+
+
+def restormer_block(x, s, p):
+    """SAM on NCHW: x + MDTA(LN(x)), then + GDFN(LN(x)); per-head channel attention over positions."""
+    b, d, h, w = x.shape
+    y = layer_norm(x, s[f"{p}.norm1.body.weight"], s[f"{p}.norm1.body.bias"], 1)
+    qkv = depthwise3x3(conv1x1(y, s[f"{p}.attn.qkv.weight"]), s[f"{p}.attn.qkv_dwconv.weight"])
+    out = torch.zeros(b, d, h * w, dtype=x.dtype)
+    for head in range(d // HEAD_DIM):
+        ch = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)
+        q, k, v = (qkv[:, part * d:(part + 1) * d][:, ch].reshape(b, HEAD_DIM, h * w) for part in range(3))
+        q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)  # L2 over positions
+        attn = softmax(torch.einsum("bip,bjp->bij", q, k) * s[f"{p}.attn.temperature"][head, 0, 0], -1)
+        out[:, ch] = torch.einsum("bij,bjp->bip", attn, v)
+    x = x + conv1x1(out.reshape(b, d, h, w), s[f"{p}.attn.project_out.weight"])
+    y = layer_norm(x, s[f"{p}.norm2.body.weight"], s[f"{p}.norm2.body.bias"], 1)
+    z = depthwise3x3(conv1x1(y, s[f"{p}.ffn.project_in.weight"]), s[f"{p}.ffn.dwconv.weight"])
+    hidden = z.shape[1] // 2  # the first half is the GELU branch
+    return x + conv1x1(gelu(z[:, :hidden]) * z[:, hidden:], s[f"{p}.ffn.project_out.weight"])
+
+
+def natten_start(i, n, window):
     r = window // 2
     return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 
 
-class NeighborhoodCrossAttention(nn.Module):
-    """q, k from x (fused ``qk``: rows 0..D-1 q, D..2D-1 k, head-major), v from ``embed_v``; each query
-    attends to its L x L window (gathered by index) with bias rpb[:, key_row - row + L - 1, key_col - col + L - 1]."""
-
-    def __init__(self, dim, heads, window):
-        super().__init__()
-        self.heads, self.window = heads, window
-        self.rpb = nn.Parameter(torch.zeros(heads, 2 * window - 1, 2 * window - 1))
-        self.qk, self.embed_v, self.proj = nn.Linear(dim, 2 * dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-
-    def forward(self, x, v):
-        b, h, w, dim = x.shape
-        qk = self.qk(x).reshape(b, h, w, 2, self.heads, dim // self.heads)
-        q, k = qk[..., 0, :, :] * (dim // self.heads) ** -0.5, qk[..., 1, :, :]
-        v = self.embed_v(v).reshape(b, h, w, self.heads, dim // self.heads)
-        size = self.window
-        # every query's key rows / cols (NATTEN windows), as index grids (h, w, L)
-        rows = torch.tensor([[[window_start(i, h, size) + a for a in range(size)] for _ in range(w)] for i in range(h)])
-        cols = torch.tensor([[[window_start(j, w, size) + a for a in range(size)] for j in range(w)] for _ in range(h)])
-        r_idx, c_idx = rows[:, :, :, None], cols[:, :, None, :]                  # (h, w, L, 1), (h, w, 1, L)
-        keys, values = k[:, r_idx, c_idx], v[:, r_idx, c_idx]                   # (b, h, w, L, L, heads, d)
-        logits = torch.einsum("bijnd,bijxynd->bnijxy", q, keys)
-        i_idx, j_idx = torch.arange(h)[:, None, None], torch.arange(w)[None, :, None]
-        bias = self.rpb[:, (rows - i_idx + size - 1)[:, :, :, None], (cols - j_idx + size - 1)[:, :, None, :]]
-        weights = (logits + bias[None]).flatten(4).softmax(-1).reshape(logits.shape)
-        out = torch.einsum("bnijxy,bijxynd->bijnd", weights, values)
-        return self.proj(out.flatten(3))
+def neighbourhood_cross_attention(x, v, s, p):
+    """x, v (B, h, w, D), already normalised: q, k from x, values from v; per pixel and head the L x L
+    NATTEN window with the bias rpb[head, key_row - row + L - 1, key_col - col + L - 1]."""
+    b, h, w, d = x.shape
+    weight, bias = s[f"{p}.qk.weight"], s[f"{p}.qk.bias"]
+    q = (x @ weight[:d].T + bias[:d]) * HEAD_DIM ** -0.5
+    k = x @ weight[d:].T + bias[d:]
+    values = linear(v, s, f"{p}.embed_v")
+    out = torch.zeros(b, h, w, d, dtype=x.dtype)
+    for i in range(h):
+        for j in range(w):
+            top, left = natten_start(i, h, WINDOW), natten_start(j, w, WINDOW)
+            rows, cols = slice(top, top + WINDOW), slice(left, left + WINDOW)
+            for head in range(d // HEAD_DIM):
+                ch = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)
+                logits = torch.einsum("bc,bxyc->bxy", q[:, i, j, ch], k[:, rows, cols, ch])
+                logits = logits + s[f"{p}.rpb"][head, top - i + WINDOW - 1:top - i + 2 * WINDOW - 1,
+                                                left - j + WINDOW - 1:left - j + 2 * WINDOW - 1]
+                weights = softmax(logits.reshape(b, -1), -1).reshape(b, WINDOW, WINDOW)
+                out[:, i, j, ch] = torch.einsum("bxy,bxyc->bc", weights, values[:, rows, cols, ch])
+    return linear(out, s, f"{p}.proj")
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
+def nearest(x, size):
+    """Nearest resize: output index i reads input floor(i * in / out)."""
+    rows = [math.floor(i * x.shape[-2] / size[0]) for i in range(size[0])]
+    cols = [math.floor(j * x.shape[-1] / size[1]) for j in range(size[1])]
+    return x[..., rows, :][..., cols]
 
 
-class PNALayer(nn.Module):
-    def __init__(self, dim, window, use_sa):
-        super().__init__()
-        self.atten1 = TransformerBlock(dim, dim // 32) if use_sa else nn.Identity()
-        self.norm1, self.norm1_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = NeighborhoodCrossAttention(dim, dim // 32, window)
-        self.norm2, self.mlp, self.out_norm = nn.LayerNorm(dim), Mlp(dim), nn.LayerNorm(dim)
-
-    def forward(self, x, v):  # NCHW in and out
-        shortcut = self.atten1(x).permute(0, 2, 3, 1)
-        x = self.attn(self.norm1(x.permute(0, 2, 3, 1)), self.norm1_2(v.permute(0, 2, 3, 1))) + shortcut
-        x = x + self.mlp(self.norm2(x))
-        return self.out_norm(x).permute(0, 3, 1, 2)
-
-
-class TheirPNAHead(nn.Module):
-    """Levels keyed ``pna0..pna3`` (MMSeg) or ``res2..res5`` (Detectron2); processed res5 -> res2."""
-
-    def __init__(self, levels, embed_bias, use_sa=True):
-        super().__init__()
-        self.levels = levels  # name of res2, res3, res4, res5
-        self.patch_embeds, self.value_embeds = nn.ModuleDict(), nn.ModuleDict()
-        self.stages, self.conv_seg_layers = nn.ModuleDict(), nn.ModuleDict()
-        order = range(4) if levels[0] == "res2" else range(3, -1, -1)  # the order their dicts are filled in
-        for i in order:
-            name, dim = levels[i], DIMS[i]
-            self.patch_embeds[name] = nn.Conv2d(IN_CHANNELS[i], dim, 1, bias=embed_bias)
-            self.value_embeds[name] = nn.Conv2d(CLASSES, dim, 1, bias=embed_bias)
-            block = nn.Module()
-            block.blocks = nn.ModuleList([PNALayer(dim, WINDOW, use_sa)])
-            self.stages[name] = block
-            self.conv_seg_layers[name] = nn.Conv2d(dim, CLASSES, 1)
-
-    def forward(self, coarse, feats):
-        value, outs = coarse, []
-        for i in range(3, -1, -1):
-            name = self.levels[i]
-            value = F.interpolate(value, size=feats[i].shape[-2:], mode="nearest")
-            x = self.stages[name].blocks[0](self.patch_embeds[name](feats[i]), self.value_embeds[name](value))
-            value = self.conv_seg_layers[name](x)
-            outs.append(value)
-        return outs
-
-
-def randomise(module, gen):
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith(("norm1.weight", "norm1_2.weight", "norm2.weight", "out_norm.weight", "body.weight",
-                              "temperature")):
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-            else:
-                fan_in = math.prod(p.shape[1:]) if p.dim() > 1 else 4
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) / math.sqrt(fan_in))
+def their_head(s, levels, use_sa, coarse, feats):
+    """Stages res5 -> res2; each refines the previous logits with its feature; returns P1..P4."""
+    value, outs = coarse, []
+    for level in range(3, -1, -1):
+        key = levels[level]
+        p = f"stages.{key}.blocks.0"
+        x = conv1x1(feats[level], s[f"patch_embeds.{key}.weight"], s.get(f"patch_embeds.{key}.bias"))
+        v = conv1x1(nearest(value, feats[level].shape[-2:]), s[f"value_embeds.{key}.weight"], s.get(f"value_embeds.{key}.bias"))
+        shortcut = (restormer_block(x, s, f"{p}.atten1") if use_sa else x).permute(0, 2, 3, 1)
+        x, v = x.permute(0, 2, 3, 1), v.permute(0, 2, 3, 1)
+        y = neighbourhood_cross_attention(layer_norm(x, s[f"{p}.norm1.weight"], s[f"{p}.norm1.bias"], -1),
+                                          layer_norm(v, s[f"{p}.norm1_2.weight"], s[f"{p}.norm1_2.bias"], -1),
+                                          s, f"{p}.attn") + shortcut
+        y = y + linear(gelu(linear(layer_norm(y, s[f"{p}.norm2.weight"], s[f"{p}.norm2.bias"], -1), s, f"{p}.mlp.fc1")),
+                       s, f"{p}.mlp.fc2")
+        y = layer_norm(y, s[f"{p}.out_norm.weight"], s[f"{p}.out_norm.bias"], -1).permute(0, 3, 1, 2)
+        value = conv1x1(y, s[f"conv_seg_layers.{key}.weight"], s[f"conv_seg_layers.{key}.bias"])
+        outs.append(value)
+    return outs
 
 
 @pytest.mark.parametrize("branch, model, levels, embed_bias, use_sa", [
@@ -180,22 +178,21 @@ def randomise(module, gen):
 ])
 def test_converted_stages_compute_their_stages(branch, model, levels, embed_bias, use_sa):
     gen = torch.Generator().manual_seed(0)
-    theirs = TheirPNAHead(levels, embed_bias, use_sa).double()
-    randomise(theirs, gen)
+    theirs = their_state(levels, embed_bias, use_sa, gen)
     ours = ProgressiveRefinement(IN_CHANNELS, CLASSES, tuple(reversed(DIMS)), window_size=WINDOW, use_sam=use_sa,
                                  embed_bias=embed_bias).double().eval()
     spec = get_spec(model, embed_bias=embed_bias, refine="nam+sam" if use_sa else "nam")
     refinement = next(s for s in name_table(spec, branch)[0] if s.label == "refinement")  # the row's real table
-    converted, report = convert_state_dict(theirs.state_dict(), ours.state_dict(),
-                                           [Section("refinement", "", "", refinement.rename)], branch)
+    converted, report = convert_state_dict(theirs, ours.state_dict(), [Section("refinement", "", "", refinement.rename)],
+                                           branch)
     ours.load_state_dict(converted)
-    assert len(report.mapping) == len(ours.state_dict()) and not report.unused
+    assert len(report.mapping) == len(ours.state_dict()) == len(theirs) and not report.unused
 
     feats = [torch.randn(2, c, *s, generator=gen, dtype=torch.float64) for c, s in zip(IN_CHANNELS, SIZES)]
     coarse_size = SIZES[3] if branch == "mm" else SIZES[0]  # FCN at stride 32; the d2 FPN head at stride 4
     coarse = torch.randn(2, CLASSES, *coarse_size, generator=gen, dtype=torch.float64)
     with torch.no_grad():
-        expected, got = theirs(coarse, feats), ours(feats, coarse)
+        expected, got = their_head(theirs, levels, use_sa, coarse, feats), ours(feats, coarse)
     for stage, (e, g) in enumerate(zip(expected, got), start=1):
         assert e.shape == g.shape == (2, CLASSES, *SIZES[4 - stage])
         assert (e - g).abs().max().item() < 1e-10, f"P{stage}"

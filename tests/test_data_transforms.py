@@ -34,11 +34,17 @@ def interior(label: torch.Tensor) -> torch.Tensor:
     return (windows == label[..., None, None]).all(-1).all(-1)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_train_transform_keeps_image_and_label_aligned(seed):
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("scale, image_pixels", [
+    (0.5, 20 * 28),   # 40 x 56 -> 20 x 28: padded on both sides of the 48 x 48 crop
+    (1.0, 40 * 48),   # 40 x 56: rows padded (40 < 48), columns cropped
+    (2.0, 48 * 48),   # 80 x 112: no padding
+    (1.5, 48 * 48),   # 60 x 84: no padding
+])
+def test_train_transform_keeps_image_and_label_aligned(seed, scale, image_pixels):
     torch.manual_seed(seed)
     image, label = blocky_pair(40, 56, seed=seed)
-    x, y = build_train_transform((48, 48), photometric=False)(image, label)
+    x, y = build_train_transform((48, 48), scale_range=(scale, scale), photometric=False)(image, label)
     assert x.shape == (3, 48, 48) and y.shape == (48, 48) and x.dtype == torch.float32
     y = y.long()
     valid = (y != 255) & interior(y)
@@ -46,7 +52,8 @@ def test_train_transform_keeps_image_and_label_aligned(seed):
     agreement = (label_from_image(x)[valid] == y[valid]).float().mean()
     assert agreement > 0.99
     padded = y == 255  # padding: label 255 exactly where the image is the mean colour (~0 normalised)
-    assert x[:, padded].abs().max() < 0.01 if padded.any() else True
+    assert int(padded.sum()) == 48 * 48 - image_pixels
+    assert x[:, padded].abs().amax(0).lt(0.01).all() and x[:, padded].numel() == 3 * (48 * 48 - image_pixels)
     assert (x[:, ~padded].abs().amax(0) > 0.5).float().mean() > 0.95
 
 
@@ -267,3 +274,23 @@ def test_eval_transform_caps_the_long_side():
     image, label = blocky_pair(20, 100)
     x, _ = build_eval_transform(40, max_size=120)(image, label)
     assert x.shape[-2:] == (24, 120)
+
+
+def _distort(rgb, **params):
+    """One PhotometricDistortion step with chosen parameters (no coin flips) on a 1x1 uint8 image."""
+    chosen = {"brightness": None, "contrast_first": True, "contrast": None, "saturation": None, "hue": None} | params
+    image = tv_tensors.Image(torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1))
+    return PhotometricDistortion().transform(image, chosen).view(3).tolist()
+
+
+def test_photometric_steps_by_hand():
+    # hue in OpenCV units, 180 = a full turn: +60 turns pure red (0 deg) into pure green (120 deg)
+    assert _distort((255, 0, 0), hue=60) == [0, 255, 0]
+    assert _distort((255, 0, 0), hue=-60) == [0, 0, 255]
+    # brightness is clipped to 0..255 before the contrast that follows it: (250 + 32 -> 255) * 0.5 = 127.5 -> 128
+    assert _distort((250, 100, 0), brightness=32, contrast_first=False, contrast=0.5) == [128, 66, 16]
+    # the contrast is applied once, first or last: 100 * 1.2 = 120
+    assert _distort((100, 50, 200), contrast_first=True, contrast=1.2) == [120, 60, 240]
+    assert _distort((100, 50, 200), contrast_first=False, contrast=1.2) == [120, 60, 240]
+    # saturation: a grey-free colour at half saturation keeps its value and moves halfway to grey
+    assert _distort((200, 100, 100), saturation=0.5) == [200, 150, 150]

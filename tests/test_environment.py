@@ -1,5 +1,8 @@
-"""The conda environment and the package metadata pin the same versions."""
+"""The conda environment and the package metadata pin the same versions, and the environment the
+tests run in has exactly those versions installed (importlib.metadata)."""
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -33,6 +36,25 @@ def test_environment_yml_matches_pyproject():
     assert _environment_pins() == _pyproject_pins()
 
 
-def test_torch_pins_are_the_ones_this_machine_installs():
+def test_every_pin_is_the_installed_version():
     pins = _pyproject_pins()
-    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+    assert {"torch", "torchvision", "timm", "fvcore", "pytest"} <= set(pins)
+    installed = {}
+    for name in pins:
+        try:
+            installed[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed[name] = None
+    wrong = {name: (pins[name], installed[name]) for name in pins if installed[name] != pins[name]}
+    assert not wrong, f"pinned vs installed: {wrong} (pip install -e '.[notebooks,test]' from pyproject.toml)"
+
+
+def test_python_versions_satisfy_requires_python():
+    from packaging.specifiers import SpecifierSet  # pytest's own dependency
+
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    conda = re.search(r"^\s*-\s*python=(\d+\.\d+)\s*$", (ROOT / "environment.yml").read_text(), re.M)
+    assert conda, "environment.yml names no python=X.Y"
+    assert spec.contains(conda.group(1) + ".0"), f"environment.yml's python {conda.group(1)} is outside {spec}"
+    running = ".".join(map(str, sys.version_info[:3]))
+    assert spec.contains(running), f"the tests run on python {running}, outside {spec}"

@@ -1,5 +1,6 @@
-"""The NAM explorer: the weights it shows for a clicked pixel are the NAM's own (checked against
-na2d_attn on the NAM's inputs), the window sits where NATTEN puts it, and the widgets follow."""
+"""The NAM explorer: the weights it shows for a clicked pixel are the NAM's softmax, re-derived here by
+hand in float64 from each stage's inputs and parameters (docs/architecture.md, "One refinement stage"
+and "Neighbourhood attention"), the window sits where NATTEN puts it, and the widgets follow."""
 import io
 import warnings
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from pna.analysis.explorer import NAMExplorer
-from pna.ops import na2d_attn
-from pna.ops.window import window_starts
 
 PALETTE = [(0, 0, 0), (200, 0, 0), (0, 200, 0)]
+HEAD_DIM = 32      # heads = D / 32 (docs/architecture.md, "One refinement stage")
+LN_EPS = 1e-5      # nn.LayerNorm's default, which the authors' LayerNorms use
 
 
 @pytest.fixture(scope="module")
@@ -34,44 +35,82 @@ def images():
             {"image": torch.randn(3, 64, 96), "label": torch.randint(0, 3, (64, 96))}]
 
 
-def _reference_weights(model, image) -> dict[str, torch.Tensor]:
-    """na2d_attn (reference implementation) on the q and k each NAM computes from its input."""
-    inputs = {}
-    hooks = [stage.nam.register_forward_hook(lambda m, args, out, name=name: inputs.__setitem__(name, args[0]))
-             for name, stage in zip(model.stage_names[1:], model.refine.stages)]
-    with torch.no_grad():
-        model(image[None], return_all=True)
-    for hook in hooks:
-        hook.remove()
-    weights = {}
-    for name, stage in zip(model.stage_names[1:], model.refine.stages):
-        nam = stage.nam
-        with torch.no_grad():
-            q, k = nam.qk(inputs[name]).chunk(2, dim=-1)
-            weights[name] = na2d_attn(nam.split_heads(q) * nam.scale, nam.split_heads(k), nam.rpb, nam.window_size,
-                                      impl="reference")[0]
-    return weights
+def natten_start(i: int, n: int, window: int) -> int:
+    """NATTEN's window start (docs/architecture.md): slid inward at the borders; the whole axis when
+    the map is smaller than the window (our documented extension)."""
+    if n < window:
+        return 0
+    r = window // 2
+    return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 
+
+def stage_inputs(model, image) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Each refinement stage's backbone feature F_m (C, h, w) and its parameters, in float64."""
+    feats = {}
+    hooks = [stage.register_forward_pre_hook(lambda m, args, name=name: feats.__setitem__(name, args[0]))
+             for name, stage in zip(model.stage_names[1:], model.refine.stages)]
+    try:
+        with torch.no_grad():
+            model(image[None], return_all=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: (feats[name][0].double().numpy(),
+                   {k: v.detach().double().numpy() for k, v in stage.state_dict().items()})
+            for name, stage in zip(model.stage_names[1:], model.refine.stages)}
+
+
+def weights_by_hand(feat: np.ndarray, p: dict[str, np.ndarray], cell: tuple[int, int], window: int) -> np.ndarray:
+    """softmax(q . k + bias) over the clamped window of ``cell``, for every head: (heads, Lh, Lw).
+
+    Query x = 1x1 conv of F_m, LayerNorm over channels; q, k = rows 0..D-1 and D..2D-1 of one
+    Linear(D, 2D); channel = head * 32 + d; q scaled by 32^-0.5; bias rpb[head, key_row - row + L - 1,
+    key_col - col + L - 1]."""
+    w = p["query.weight"][:, :, 0, 0]
+    x = np.einsum("dc,chw->hwd", w, feat) + p["query.bias"]
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    x = (x - mean) / np.sqrt(var + LN_EPS) * p["norm_query.weight"] + p["norm_query.bias"]
+    dim = x.shape[-1]
+    qk_w, qk_b = p["nam.qk.weight"], p["nam.qk.bias"]
+    h, wd = x.shape[:2]
+    cy, cx = cell
+    lh, lw = min(window, h), min(window, wd)
+    top, left = natten_start(cy, h, window), natten_start(cx, wd, window)
+    out = np.zeros((dim // HEAD_DIM, lh, lw))
+    for head in range(dim // HEAD_DIM):
+        channels = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)
+        q = (qk_w[channels] @ x[cy, cx] + qk_b[channels]) * HEAD_DIM ** -0.5
+        logits = np.zeros((lh, lw))
+        for a in range(lh):
+            for b in range(lw):
+                row, col = top + a, left + b
+                k = qk_w[dim:][channels] @ x[row, col] + qk_b[dim:][channels]
+                logits[a, b] = float(q @ k) + p["nam.rpb"][head, row - cy + window - 1, col - cx + window - 1]
+        e = np.exp(logits - logits.max())
+        out[head] = e / e.sum()
+    return out
 
 @pytest.mark.parametrize("pixel", [(37, 61), (0, 0), (63, 95), (5, 90)])
 def test_a_click_shows_the_pixels_nam_weights_for_every_stage_and_head(model, images, pixel):
     explorer = NAMExplorer(model, images, palette=PALETTE, classes=["bg", "a", "b"])
-    reference = _reference_weights(model, images[0]["image"])
+    inputs = stage_inputs(model, images[0]["image"])
+    window = 5
     y, x = pixel
     for stage in explorer.stages:
+        feat, params = inputs[stage]
+        h, w = feat.shape[1:]
+        stride = 64 // h
+        cy, cx = y // stride, x // stride
+        expected = weights_by_hand(feat, params, (cy, cx), window)
+        assert explorer.heads(stage) == len(expected)
         for head in range(explorer.heads(stage)):
             explorer.update(stage=stage, head=head)
             view = explorer.click(x=x + 0.6, y=y + 0.2)  # a click lands anywhere inside the pixel
-            _, h, w, _ = reference[stage].shape
-            stride = 64 // h
-            cy, cx = y // stride, x // stride
-            kernel = model.refine.stages[0].nam.window_size
-            win_h, win_w = min(kernel, h), min(kernel, w)
-            top, left = int(window_starts(h, kernel)[cy]), int(window_starts(w, kernel)[cx])
             assert view["pixel"] == (y, x) and view["cell"] == (cy, cx)
-            assert view["window"] == (top, left, win_h, win_w)
-            expected = reference[stage][head, cy, cx].reshape(win_h, win_w).numpy()
-            np.testing.assert_allclose(view["weights"], expected, rtol=1e-4, atol=1e-6)
+            assert view["window"] == (natten_start(cy, h, window), natten_start(cx, w, window),
+                                      min(window, h), min(window, w))
+            np.testing.assert_allclose(view["weights"], expected[head], rtol=1e-4, atol=1e-6)
 
 
 def test_the_window_is_drawn_where_the_weights_are(model, images):
@@ -110,8 +149,8 @@ def test_widgets_follow_clicks_sliders_stage_and_image(model, images):
     assert explorer.view["pixel"] == (10, 95)
     controls["index"].value = 1
     assert explorer.index == 1
-    np.testing.assert_allclose(explorer.view["weights"],
-                               _reference_weights(model, images[1]["image"])["P4"][0, 2, 23].reshape(5, 5).numpy(),
+    feat, params = stage_inputs(model, images[1]["image"])["P4"]
+    np.testing.assert_allclose(explorer.view["weights"], weights_by_hand(feat, params, (2, 23), 5)[0],
                                rtol=1e-4, atol=1e-6)
     shown = Image.open(io.BytesIO(controls["image"].value))
     assert shown.size == (96, 64) and controls["image"].layout.width == "288px" and "bg" not in controls["text"].value  # classes default to ids

@@ -107,3 +107,57 @@ def test_detectron2_aspp_pools_over_the_training_crop_window():
     windows = torch.nn.functional.avg_pool2d(test, (4, 8), stride=1)  # 5x9 window means
     assert torch.allclose(local(test)[..., 0, 0], local.conv(windows)[..., 0, 0])  # corners align
     assert get_spec("deeplabv3_r103_os16_pna").head_kwargs["pool_kernel"] == (32, 64)
+
+
+def test_fpn_top_down_adds_the_nearest_upsampled_coarser_level():
+    """With identity lateral and output convs the FPN levels are P5 = F5, Pi = Fi + nearest-2x(P(i+1))
+    (module docstring: top-down pathway with nearest upsampling and addition); nearest 2x by hand."""
+    from pna.models.heads.fpn import FPN
+
+    fpn = FPN([4, 4, 4, 4], channels=4)
+    with torch.no_grad():
+        for lateral, output in zip(fpn.lateral, fpn.output):
+            lateral.weight.copy_(torch.eye(4)[:, :, None, None])
+            output.weight.zero_()
+            output.weight[:, :, 1, 1] = torch.eye(4)
+            lateral.bias.zero_()
+            output.bias.zero_()
+    feats = [torch.randn(1, 4, 16 // 2 ** i, 24 // 2 ** i) for i in range(4)]
+    expected = [feats[3]]
+    for f in reversed(feats[:3]):
+        expected.insert(0, f + expected[0].repeat_interleave(2, -2).repeat_interleave(2, -1))
+    with torch.no_grad():
+        for got, want in zip(fpn(feats), expected):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_psp_concatenates_res5_before_the_pooled_maps():
+    """Bottleneck weights zero on the pooled maps' channels: the output is the 3x3 conv-BN-ReLU of res5
+    alone, computed here with F.conv2d and the eval BatchNorm written out."""
+    head = PSPHead(IN_CHANNELS, NUM_CLASSES, channels=8).eval()
+    conv, bn = head.ppm.bottleneck[0], head.ppm.bottleneck[1]
+    with torch.no_grad():
+        conv.weight[:, IN_CHANNELS[-1]:] = 0
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, IN_CHANNELS[-1], 5, 7)
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(x, conv.weight[:, :IN_CHANNELS[-1]], padding=1)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        expected = torch.relu((y - bn.running_mean[:, None, None]) * scale[:, None, None] + bn.bias[:, None, None])
+        torch.testing.assert_close(head.ppm(x), expected, rtol=0, atol=1e-5)
+
+
+def test_aspp_image_pool_is_the_global_average():
+    """Image pooling = global AVERAGE -> 1x1 conv (module docstring); with an identity conv (no norm,
+    ReLU on positive inputs) the branch gives every position the channel means, summed by hand."""
+    from pna.models.heads.aspp import ImagePool
+
+    pool = ImagePool(4, 4, norm=False)
+    with torch.no_grad():
+        pool.conv[0].weight.copy_(torch.eye(4)[:, :, None, None])
+        pool.conv[0].bias.zero_()
+    x = torch.rand(2, 4, 3, 5) + 0.1
+    means = torch.tensor([[sum(x[b, c].flatten().tolist()) / 15 for c in range(4)] for b in range(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(pool(x), means[:, :, None, None].expand(2, 4, 3, 5), rtol=1e-6, atol=1e-6)

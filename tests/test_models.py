@@ -137,6 +137,21 @@ def test_loss_weights_hand_computed():
         SegmentationLoss()({"P7": p0}, labels)
 
 
+def test_every_refinement_stage_weighs_a_tenth():
+    """docs/architecture.md, Losses: coarse head 1.0, each PNA stage 0.1, aux 0.4; uniform logits over 2
+    classes cost ln 2 per pixel, so the total is ln 2 x (1 + 4 x 0.1 + 0.4)."""
+    labels = torch.tensor([[[0, 1], [1, 0]]])
+    outputs = {name: torch.zeros(1, 2, 2, 2) for name in ("P0", "P1", "P2", "P3", "P4", "aux")}
+    total, parts = SegmentationLoss()(outputs, labels)
+    assert all(part.item() == pytest.approx(math.log(2)) for part in parts.values())
+    assert total.item() == pytest.approx(math.log(2) * (1 + 4 * 0.1 + 0.4))
+    for stage in ("P1", "P2", "P3", "P4"):  # one stage at a time: each adds 0.1 x its own loss
+        alone = {"P0": outputs["P0"], stage: torch.zeros(1, 2, 2, 2)}
+        alone[stage][0, 0] = 2.0  # label 0 pixels cost log(1 + e^-2), label 1 pixels log(1 + e^2)
+        ce = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(2))) / 2
+        assert SegmentationLoss()(alone, labels)[0].item() == pytest.approx(math.log(2) + 0.1 * ce), stage
+
+
 def test_loss_ignores_255_and_upsamples_bilinearly():
     labels = torch.randint(0, 3, (2, 8, 8))
     labels[:, :3] = 255
@@ -161,6 +176,23 @@ def test_hard_pixel_mining_keeps_exactly_the_top_fraction():
     assert parts["P0"].item() == pytest.approx(per_pixel.sort(descending=True).values[:2].mean().item())
     with pytest.raises(ValueError, match="hard_pixel_fraction"):
         SegmentationLoss(hard_pixel_fraction=1.5)
+
+
+def test_hard_pixel_mining_counts_ignored_pixels_in_k():
+    """k = fraction x ALL pixels, ignored ones included with loss 0 (docs/authors_audit_findings.md,
+    "Hard-pixel mining per process/GPU"):
+    20 pixels, 10 of them ignored, fraction 0.2: the mean of the 4 largest losses, not of the 2 largest."""
+    labels = torch.zeros(1, 1, 20, dtype=torch.long)
+    labels[..., 10:] = 255
+    logits = torch.zeros(1, 2, 1, 20)
+    logits[0, 1, 0, :10] = torch.arange(10.0)  # label 0 everywhere: loss log(1 + e^x) grows with x
+    _, parts = SegmentationLoss(hard_pixel_fraction=0.2)({"P0": logits}, labels)
+    expected = sum(math.log(1 + math.exp(x)) for x in (9, 8, 7, 6)) / 4
+    assert parts["P0"].item() == pytest.approx(expected, rel=1e-6)
+    # 15 of 20 ignored, fraction 0.3: k = 6, the 5 valid losses log(1 + e^x), x = 0..4, and one ignored 0
+    labels[..., 5:] = 255
+    _, parts = SegmentationLoss(hard_pixel_fraction=0.3)({"P0": logits}, labels)
+    assert parts["P0"].item() == pytest.approx(sum(math.log(1 + math.exp(x)) for x in range(5)) / 6, rel=1e-6)
 
 
 def test_training_step_reaches_every_parameter():
