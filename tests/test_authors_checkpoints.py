@@ -302,6 +302,8 @@ def test_a_notebook_row_can_be_evaluated_from_the_authors_file(tmp_path):
     written = json.loads((tmp_path / "out" / "table1" / "fcn_r50_os32_pna.authors.json").read_text())
     assert written["source"] == str(path) and written["config"]["profile"] == "authors"
     assert written["metrics"]["authors_checkpoint"]["branch"] == "mm" and written["metrics"]["num_images"] == 1
-    assert list(stage_table(runs).columns) == ["P0", "P1", "P2", "P3", "P4", "final"]
+    table = stage_table(runs)
+    assert list(table.columns) == ["P0", "P1", "P2", "P3", "P4", "final", "trained as"]
+    assert table.loc["fcn_r50_os32_pna", "trained as"] == "the authors' released model"
     with pytest.raises(ValueError, match="table1 has no row"):
         run_rows("table1", [], profile="paper", data_root=str(root), authors_checkpoints={"fpn_r52_pna": str(path)})

@@ -183,9 +183,10 @@ def test_the_record_states_the_split_and_its_difference_to_the_authors():
     assert record["authors"] == {"gpus": 4, "batch_per_gpu": 4, "bn_images": 16, "mining_images": 4}
     assert record["differences"] == ["BatchNorm statistics over 4 images per forward pass (authors: 16, SyncBN "
                                      "over 4 GPUs x 4)"]  # mining per 4 images, as theirs
+    # one process holding all 16: BatchNorm over 16 as SyncBN over 4 x 4, and the loss mines per chunk of
+    # 4 images (hard_pixel_chunk, the authors' per-GPU batch): no difference to state
     record = describe_split(cfg, split_for(load_config("cityscapes/deeplabv3_r52_os16_pna", "paper"), 1))
-    assert record["bn_images"] == 16 and record["differences"] == [
-        "hard-pixel mining over 16 images per top-k (authors: per GPU, 4)"]
+    assert record["bn_images"] == 16 and record["mining_images"] == 4 and record["differences"] == []
     assert describe_split(cfg, split_for(load_config("cityscapes/deeplabv3_r52_os16_pna", "paper"), 4))[
         "differences"] == []   # the authors' 4 x 4 with SyncBN
 

@@ -163,11 +163,11 @@ def test_an_inf_gradient_skips_the_step_and_halves_the_scale(device, cache, tmp_
     hook = weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the scheduler steps although the optimiser skipped
-        trainer.train_step(batch)
+        trainer.train_step(batch, False)
     hook.remove()
     assert trainer.scaler.get_scale() == scale / 2
     assert all(p.equal(before[name]) for name, p in model.named_parameters()), "a skipped step changed weights"
-    trainer.train_step(batch)  # finite gradients: the step is taken, the scale kept (growth after 2000 steps)
+    trainer.train_step(batch, False)  # finite gradients: the step is taken, the scale kept (growth after 2000 steps)
     assert trainer.scaler.get_scale() == scale / 2
     assert sum(not p.equal(before[name]) for name, p in model.named_parameters()) > len(before) // 2
 
@@ -176,7 +176,7 @@ def test_an_inf_gradient_skips_the_step_and_halves_the_scale(device, cache, tmp_
 def test_clipping_acts_on_the_unscaled_gradients(device, cache, tmp_path):
     clip = 0.01  # the Detectron2 rows' full-model clip: far below a random-init model's gradient norm
     trainer, batch = _amp_trainer(device, cache, tmp_path, clip=clip)
-    trainer.train_step(batch)
+    trainer.train_step(batch, False)
     grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])).item()
     # clipped after unscaling: exactly the clip; before unscaling: clip / scale; not at all: the raw norm

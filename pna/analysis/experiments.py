@@ -241,7 +241,8 @@ def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:
         line = {"row": row, **{s: 100 * m["mIoU"] for s, m in stages.items()}}
         line["final"] = 100 * run.miou()
         model = get_spec(run.config.model.name, **run.config.model.overrides)
-        line["trained as"] = f"{model.backbone} on {run.config.data.dataset}"
+        line["trained as"] = (f"{model.backbone} on {run.config.data.dataset}" if run.run_dir is not None
+                              else "the authors' released model")  # evaluate_authors_row: nothing trained
         lines.append(line)
     if not lines:  # no row trained (e.g. window_rows=[]): an empty table, not a KeyError
         return pd.DataFrame(index=pd.Index([], name="row"))
