@@ -70,3 +70,23 @@ def test_the_per_image_estimate_divides_by_the_batch_the_rehearsal_ran(tmp_path)
     fp = footprints(root)["voc/fcn_r50_os32"]
     state = 50e6 * 16 / 2 ** 20
     assert fp.source == "cuda" and fp.per_image_mb == pytest.approx((6000 - state) / 4)
+
+
+def test_the_readme_card_table_is_what_pna_plan_prints_now():
+    """The README's table of which row fits which card is `pna plan --gpu-mem 12 24 48 80` on the
+    committed rehearsal table: it goes stale when results/rehearsal/cpu.csv changes and the README
+    is not regenerated."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("| row (batch 16) | weights + AdamW, GB | GB per image |")
+    lines = text[start:].split("\n\n")[0].splitlines()[2:]
+    readme = {}
+    for line in lines:
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        readme[cells[0]] = cells[1:]
+    assert len(readme) >= 10, "the README table lost its rows"
+    table = plan_table([12, 24, 48, 80], configs=list(readme))
+    for config, cells in readme.items():
+        line = table.loc[config]
+        expected = [f"{line['state_GB']:g}", f"{line['per_image_GB']:g}",
+                    line["12 GB"], line["24 GB"], line["48 GB"], line["80 GB"]]
+        assert [f"{float(c):g}" for c in cells[:2]] + cells[2:] == expected, config
