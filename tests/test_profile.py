@@ -93,3 +93,13 @@ def test_profile_cli_json(capsys):
     assert printed["params"] == row["params"] and printed["fps"] is None and printed["gflops"] > 0
     with pytest.raises(ValueError, match="backbone"):
         profile_model("fcn_r50_os32", (64, 64), 3, fps_iters=0, backbne="resnet18c")
+
+
+def test_a_table_csv_is_never_replaced_under_resume(tmp_path):
+    """`--resume` completes an --all-models CSV; a table CSV is measured whole, so `--table --resume`
+    must refuse before measuring anything instead of overwriting the file."""
+    out = tmp_path / "table1.csv"
+    out.write_text("a user's measurements\n")
+    with pytest.raises(ValueError, match="--resume completes an --all-models CSV"):
+        dispatch(["cost", "--table", "table1", "--resume", "--out", str(out), "--fps-iters", "0", "--size", "64", "64"])
+    assert out.read_text() == "a user's measurements\n"

@@ -34,6 +34,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from pna.analysis.report import markdown_table
 from pna.configs import ROWS, list_configs, load_config
 from pna.engine.batch_split import BatchSplit, mining_chunk, plan_split
 from pna.paths import REPO_ROOT
@@ -164,22 +165,17 @@ def fit_table(source: str | Path | Iterable[dict], cards_gb: Sequence[int] = CAR
         if line.get("device", "cuda") != "cuda":
             need = ""  # a CPU rehearsal's peak is host memory
         elif line.get("status") == "ok" and held is not None:
-            need = f"{(held + CUDA_RESERVE_MB) / 1024:.1f}"
+            need = round((held + CUDA_RESERVE_MB) / 1024, 1)
         elif line.get("status") == "oom" and tested is not None:
             need = f"> {tested / 1024:.0f}"
         else:
             need = ""
         row = {"config": line["config"], "batch": line.get("batch", ""), "status": line.get("status", ""),
-               "need_gb": float(need) if need and need[0] != ">" else need}
+               "need_gb": need}
         rows.append(row | {f"{gb} GB": _verdict(line, gb * 1024) for gb in cards_gb})
     return rows
 
 
 def fit_markdown(rows: list[dict]) -> str:
     """The table of :func:`fit_table` as Markdown."""
-    if not rows:
-        return "(no rows)"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(pd.DataFrame(rows), digits=1) if rows else "(no rows)"

@@ -35,15 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _override(text: str) -> tuple[str, object]:
-    import ast
+    from pna.configs.overrides import parse_literal
 
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. window_size=7")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    return key, parse_literal(value)
 
 
 def _out(args: argparse.Namespace, name: str):
@@ -52,6 +49,8 @@ def _out(args: argparse.Namespace, name: str):
     from pna.paths import results_dir
 
     out = Path(args.out) if args.out else results_dir() / "cost" / f"{name}.csv"
+    if args.resume and not args.all_models:
+        raise ValueError(f"--resume completes an --all-models CSV; {out} is measured whole (pass --overwrite to replace it)")
     if out.exists() and not (args.overwrite or args.resume):
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it" + (" or --resume to complete it"
                               if args.all_models else ""))
@@ -62,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from pna.analysis.cost import profile_all_models, profile_model, profile_table
+    from pna.engine.checkpoint import atomic_write_text
     from pna.models import list_models
 
     if args.all_models:
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.table:
         out = _out(args, args.table)
         frame = profile_table(args.table, None, tuple(args.size), args.device, args.fps_iters, args.num_classes)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out, index=False)
+        atomic_write_text(frame.to_csv(index=False), out)
         print(f"wrote {out}")
         return 0
     if not args.model:

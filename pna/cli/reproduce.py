@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pna.tools.reproduce import literal, reproduce
+    from pna.configs.overrides import parse_literal
+    from pna.tools.reproduce import reproduce
 
-    reproduce(args.profile, args.only, {k: literal(v) for k, v in args.parameter})
+    reproduce(args.profile, args.only, {k: parse_literal(v) for k, v in args.parameter})
     return 0

@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from pna.configs import load_config
     from pna.engine.build import with_weights
     from pna.tools.cluster import submit_notebook, submit_rows
-    from pna.tools.reproduce import literal
+    from pna.configs.overrides import parse_literal
 
     if args.notebook:
-        job = submit_notebook(args.notebook, {k: literal(v) for k, v in args.parameter}, args.executor, args.gpus,
+        job = submit_notebook(args.notebook, {k: parse_literal(v) for k, v in args.parameter}, args.executor, args.gpus,
                               args.time, args.partition, args.folder)
         if args.wait:
             print(f"executed: {job.result()}")

@@ -141,7 +141,7 @@ def _set(cfg: Config, key: str, value: Any, is_text: bool) -> None:
         if isinstance(target, dict):
             if not last:
                 raise ValueError(f"override {key!r}: {'.'.join(parts[:depth])} entries are not nested")
-            target[name] = _parse_free(value) if is_text else value
+            target[name] = parse_literal(value) if is_text else value
             return
         fields = {f.name: f for f in dataclasses.fields(target)}
         if name not in fields:
@@ -159,7 +159,13 @@ def _set(cfg: Config, key: str, value: Any, is_text: bool) -> None:
     raise ValueError(f"override {key!r}: incomplete key")
 
 
-def _parse_free(text: str) -> Any:
+def parse_literal(text: str) -> Any:
+    """``text`` as a Python literal where it is one (``"3"`` -> 3, ``"[1, 2]"`` -> [1, 2]), else the text
+    itself (``"cpu"``): how ``--set`` / ``-p`` values are read when no type says otherwise.
+
+    >>> parse_literal("0.5"), parse_literal("['a']"), parse_literal("slurm")
+    (0.5, ['a'], 'slurm')
+    """
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

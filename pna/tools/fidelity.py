@@ -189,6 +189,3 @@ def differences(config_name: str) -> list[Result]:
     """The compared checks where our measured value differs from the authors'."""
     return [r for r in results(config_name) if r.compared and not r.same]
 
-
-def paper_rows() -> list[str]:
-    return list(ROWS)

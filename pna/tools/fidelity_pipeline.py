@@ -151,7 +151,7 @@ def pad_facts(cfg, size_divisor: int) -> tuple:
         return facts
     if cfg.data.pad == "crop":
         return facts + ("to the crop {}x{}".format(*samples[0][1].shape),)
-    return facts + (f"to the batch's largest H, W rounded up to {collate.keywords['size_divisor']}",)
+    return facts + (f"to the batch's largest H, W rounded up to {size_divisor}",)
 
 
 _DATA_FACTS: dict[tuple, dict] = {}

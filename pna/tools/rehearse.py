@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import json
 import os
 import sys
@@ -58,6 +59,7 @@ import time
 import traceback
 from pathlib import Path
 
+from pna.engine.checkpoint import atomic_write_text
 from pna.tools.measure import PeakMemory, gpu_info, oom_asked_mb, steady_seconds
 from pna.tools.rehearse_notebooks import CI_ROWS, NOTEBOOKS, papermill_row  # noqa: F401 (CI_ROWS: the CLI's and tests' name)
 
@@ -250,12 +252,11 @@ def write_table(lines: list[dict], path: Path, update: bool = False) -> None:
         order = {name: i for i, name in enumerate(list_configs())}
         lines = sorted(kept + lines, key=lambda x: (x["config"] not in order, order.get(x["config"], 0), x["config"]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(lines)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(lines)
+    atomic_write_text(text.getvalue(), path)
 
 
 def rehearse(names: list[str], device: str = "cpu", papermill: bool = False, path: Path | None = None,

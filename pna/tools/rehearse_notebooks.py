@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pna.configs import ROWS
 from pna.paths import REPO_ROOT
 
 # The row of each dataset that `make test` rehearses (cheapest refinement row), and the notebook
@@ -23,14 +24,13 @@ from pna.paths import REPO_ROOT
 CI_ROWS = {"voc": "voc/fcn_r50_os32_pna", "cityscapes": "cityscapes/fpn_r52_pna",
            "cocostuff10k": "cocostuff10k/deeplabv3_r50_os16_pna", "deepglobe": "deepglobe/fpn_r52_pna",
            "trans10k": "trans10k/fpn_r52_pna"}
-NOTEBOOKS = {"voc": ("01_voc_ablation.ipynb", "table1"), "cityscapes": ("03_cityscapes.ipynb", "table4"),
-             "cocostuff10k": ("06_cocostuff10k.ipynb", "table7"), "deepglobe": ("04_deepglobe.ipynb", "table5"),
-             "trans10k": ("05_trans10k.ipynb", "table6")}
+NOTEBOOKS = {"voc": "01_voc_ablation.ipynb", "cityscapes": "03_cityscapes.ipynb",
+             "cocostuff10k": "06_cocostuff10k.ipynb", "deepglobe": "04_deepglobe.ipynb", "trans10k": "05_trans10k.ipynb"}
 
 
 def papermill_row(dataset: str, device: str, timeout: float) -> dict:
     """Run one row of ``dataset`` through its notebook with ``profile='paper'`` (2 iterations)."""
-    notebook, table = NOTEBOOKS[dataset]
+    notebook, table = NOTEBOOKS[dataset], ROWS[CI_ROWS[dataset]].table
     row = CI_ROWS[dataset].split("/")[1]
     name = f"papermill {notebook} ({row})"
     with tempfile.TemporaryDirectory(prefix="pna-rehearse-nb-") as tmp:

@@ -12,19 +12,11 @@ Example::
 """
 from __future__ import annotations
 
-import ast
 import csv
 import time
 from pathlib import Path
 
 from pna.paths import notebooks_dir, results_dir
-
-
-def literal(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def find_notebooks(only: list[str] | None = None) -> list[Path]:
