@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pna.analysis.card_fit import SOURCES, choose_split, fit_markdown, fit_table, footprints, plan_table
+    from pna.analysis.card_fit import (SOURCES, choose_split, fit_markdown, fit_table, footprints, measured_table,
+                                       plan_table)
     from pna.configs import load_config
     from pna.engine.batch_split import mining_chunk
     from pna.paths import REPO_ROOT
@@ -42,22 +43,31 @@ def run(args: argparse.Namespace) -> int:
 
     if args.gpus < 1:
         raise ValueError(f"--gpus must be >= 1, got {args.gpus}")
+    source, peaks = measured_table()
     prints = footprints()
-    source = next(iter(prints.values())).source
     print(f"measured: {SOURCES[source]}")
     if args.config is None:
         print(plan_table(args.gpu_mem, args.gpus).to_string())
         print(f"cells: micro-batch x accumulation steps per GPU of {args.gpus} GPU(s); '-': does not fit")
         return 0
+    cfg = load_config(args.config, "paper")  # an unknown name: its one-line error lists the configs
+    if args.config not in peaks:
+        rehearse = "pna rehearse --device cuda --batch authors --update" if source == "cuda" else "pna rehearse --update"
+        raise ValueError(f"{args.config}: no measured peak memory in results/rehearsal/{source}.csv; "
+                         f"run `{rehearse} --rows {args.config}` first")
     if args.config not in prints:
-        raise ValueError(f"{args.config}: no measured peak memory; run `pna rehearse --rows {args.config}` first")
-    cfg, fp = load_config(args.config, "paper"), prints[args.config]
+        raise ValueError(f"{args.config}: its model has no parameter count in results/cost/all_models.csv; "
+                         "run `pna cost --all-models --resume` first")
+    fp = prints[args.config]
     print(f"{args.config}: {fp.state_mb / 1024:.1f} GB weights + gradients + AdamW state, "
           f"{fp.per_image_mb / 1024:.2f} GB per image")
     for mem in args.gpu_mem:
-        split = choose_split(fp, cfg.train.batch_size, args.gpus, mem, mining_chunk(cfg))
+        chunk = mining_chunk(cfg)
+        split = choose_split(fp, cfg.train.batch_size, args.gpus, mem, chunk)
         if split is None:
-            print(f"{mem:g} GB: does not fit even one image per GPU (estimated {fp.peak_mb(1) / 1024:.1f} GB)")
+            smallest = chunk or 1  # the row mines hard pixels per chunk: smaller micro-batches are not offered
+            print(f"{mem:g} GB: does not fit {smallest} image(s) per GPU (estimated {fp.peak_mb(smallest) / 1024:.1f} GB)"
+                  + (f"; micro-batches are multiples of the {chunk}-image mining chunk" if chunk else ""))
         else:
             print(f"{mem:g} GB: {split.text()} (estimated peak {fp.peak_mb(split.micro_batch) / 1024:.1f} GB per GPU; "
                   f"--set train.micro_batch={split.micro_batch})")
