@@ -239,3 +239,25 @@ def test_evaluate_never_reads_a_dataset_folder_as_the_synthetic_set(cache, isola
     with pytest.raises(FileExistsError, match="refusing to generate the synthetic set inside"):
         build_dataset("synthetic", voc, "val", num_train=2, num_val=1, size=32)
     assert sorted(p.name for p in voc.rglob("*")) == before
+
+
+def test_periodic_evaluations_log_miou_and_skip_the_boundary_metrics(cache, isolated, monkeypatch):
+    """The evaluations every eval_interval log mIoU only, so they must not pay for the boundary
+    metrics; the final evaluation, which the results JSON records, computes them."""
+    import pna.engine.train as engine_train
+
+    asked = []
+    real = engine_train.evaluate_with_config
+
+    def spy(*args, boundary, **kwargs):
+        asked.append(boundary)
+        return real(*args, boundary=boundary, **kwargs)
+
+    monkeypatch.setattr(engine_train, "evaluate_with_config", spy)
+    cfg = load_config("voc/fcn_r50_os32_pna", "smoke", tiny_overrides(cache, iters=12))  # eval_interval 6
+    result = train(cfg, progress=False)
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["iter"] for e in log if e["type"] == "eval"] == [6, 12]
+    assert all(set(e["mIoU"]) == {"P0", "P1", "P2", "P3", "P4"} for e in log if e["type"] == "eval")
+    assert asked[0] is None and asked[1] is not None and len(asked) == 2
+    assert "boundary_iou" in result.metrics["stages"]["P4"]

@@ -21,13 +21,13 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
 from pna.paths import results_dir
+from pna.engine.records import iter_results
 
 BIOU, BF = "Boundary IoU", "boundary F"
 NOT_REPORTED = "n/r"  # a number the paper does not print
@@ -69,11 +69,8 @@ def boundary_gain(metrics: dict, first: str = "P0", last: str = "P4") -> dict | 
 
 def load_boundary_results(table: str, profile: str, root: str | Path | None = None) -> pd.DataFrame:
     """:func:`boundary_frame` of every ``profile`` result of ``table`` in ``root`` (default results/)."""
-    metrics = {}
-    for path in sorted((Path(root or results_dir()) / table).glob(f"*.{profile}.json")):
-        record = json.loads(path.read_text())
-        metrics[record["config"]["row"]] = record["metrics"]
-    return boundary_frame(metrics)
+    return boundary_frame({record["config"]["row"]: record["metrics"]
+                           for _, record in iter_results(table, profile, root)})
 
 
 def _paper_miou(table: str, profile: str, root: Path) -> dict[tuple[str, str], float]:

@@ -263,5 +263,5 @@ def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
         raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
     dataset = build_eval_set(cfg)
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-    model = model_from_checkpoint(checkpoint, dataset.num_classes).to(device).eval()
+    model = model_from_checkpoint(checkpoint).to(device).eval()
     return model, dataset

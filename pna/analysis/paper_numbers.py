@@ -8,12 +8,12 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from pna.paths import REPO_ROOT, results_dir
+from pna.paths import REPO_ROOT
+from pna.engine.records import iter_results
 
 PAPER_NUMBERS = REPO_ROOT / "results" / "paper_numbers.csv"
 
@@ -31,11 +31,8 @@ def load_results(table: str | None = None, profile: str | None = None,
     """One row per (result, stage): table, row, profile, dataset, split, stage, is_final, mIoU (%), and
     what was trained: ``trained_backbone`` (the backbone the run built) and ``trained_on`` (its training set)."""
     records = []
-    for path in sorted(Path(root or results_dir()).glob("table*/*.json")):
-        data = json.loads(path.read_text())
+    for path, data in iter_results(table, profile, root):
         cfg = data["config"]
-        if (table and cfg["table"] != table) or (profile and cfg["profile"] != profile):
-            continue
         for stage, metrics in data["metrics"]["stages"].items():
             records.append({
                 "table": cfg["table"], "row": cfg["row"], "profile": cfg["profile"],

@@ -19,12 +19,12 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from pna.paths import results_dir
+from pna.engine.records import iter_results
 from pna.analysis.paper_numbers import load_paper_numbers, load_results, ours_beside_paper
 
 COST_COLUMNS = {"params_m": "params", "gflops": "GFLOPs", "fps": "FPS"}  # profile CSV -> paper column
@@ -157,12 +157,7 @@ def write_tables(profile: str = "smoke", root: str | Path | None = None) -> dict
 
 
 def _records(profile: str, root: Path) -> list[dict]:
-    records = []
-    for path in sorted(root.glob("table*/*.json")):
-        record = json.loads(path.read_text())
-        if record["config"]["profile"] == profile:
-            records.append(record)
-    return records
+    return [record for _, record in iter_results(profile=profile, root=root)]
 
 
 def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), device: str = "cpu",

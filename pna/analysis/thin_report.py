@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
@@ -26,7 +25,7 @@ from typing import Sequence
 import pandas as pd
 
 from pna.paths import results_dir
-from pna.engine.records import read_result, result_path, stage_scores
+from pna.engine.records import iter_results, read_result, result_path, stage_scores
 from pna.analysis.thin import THIN_CLASSES, dataset_labels, oracle_table, plot_thin_classes
 
 
@@ -45,8 +44,7 @@ def rows_per_class_table(table: str, profile: str = "smoke", root: str | Path | 
 
     root = Path(root or results_dir())
     lines = {}
-    for path in sorted((root / table).glob(f"*.{profile}.json")):
-        record = json.loads(path.read_text())
+    for _, record in iter_results(table, profile, root):
         lines[record["config"]["row"]] = stage_scores(record["metrics"])
     if not lines:
         raise FileNotFoundError(f"no {profile} results of {table} in {root}: run its notebook first")

@@ -111,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             if args.dataset and classes != trained:
                 raise ValueError(f"{source} predicts {trained} classes; dataset {args.dataset!r} has {classes}")
             dataset = build_eval_set(cfg)
-            model = model_from_checkpoint(checkpoint, trained).to(device)
+            model = model_from_checkpoint(checkpoint).to(device)
             metrics = evaluate_with_config(model, dataset, cfg, device, progress=True)
         if dist.is_main():
             print(f"{cfg.data.eval_dataset or cfg.data.dataset} {cfg.data.eval_split} ({metrics['num_images']} "

@@ -74,13 +74,16 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
     return model.to(device)
 
 
-def model_from_checkpoint(checkpoint: dict, num_classes: int) -> nn.Module:
+def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     """The Segmentor described by a checkpoint's config, with its weights loaded (no backbone
-    weights file is read: the checkpoint holds every weight)."""
+    weights file is read: the checkpoint holds every weight). Its classes are those of the dataset
+    it was trained on, whatever set it is evaluated on."""
     from pna.configs import config_from_dict
+    from pna.data.catalog import info
     from pna.models import create_model
 
     cfg = config_from_dict(checkpoint["config"])
+    num_classes = info(cfg.data.dataset).num_classes
     overrides = {**cfg.model.overrides, "pretrained": None}
     import warnings
     with warnings.catch_warnings():  # the random init the warning is about is overwritten just below

@@ -136,11 +136,12 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
 
 
 def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | str = "cpu", workers: int = 0,
-                         progress: bool = False) -> dict:
-    """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch)."""
+                         progress: bool = False, boundary: BoundarySettings | None = BoundarySettings()) -> dict:
+    """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch);
+    ``boundary=None`` scores mIoU only (the training loop's periodic evaluations)."""
     e = cfg.eval
     return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
-                          workers=workers, progress=progress, authors_classes=e.authors_classes)
+                          workers=workers, progress=progress, boundary=boundary, authors_classes=e.authors_classes)
 
 
 def evaluate_authors_checkpoint(cfg, path: str | Path, device: torch.device | str = "cpu",
@@ -175,7 +176,7 @@ def with_boundary_metrics(run, cfg, device: torch.device) -> dict:
     if dist.is_main():
         print(f"{cfg.name} ({cfg.profile}): adding boundary metrics to the finished run in {run.path}", flush=True)
     dataset = build_eval_set(cfg)
-    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device), dataset.num_classes).to(device)
+    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device)).to(device)
     fresh = evaluate_with_config(model, dataset, cfg, device)
     for name, stage in stages.items():
         stage.update({k: v for k, v in fresh["stages"][name].items() if k not in stage})

@@ -17,6 +17,7 @@ import json
 import platform
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -87,6 +88,15 @@ def read_result(table: str, row: str, profile: str, root: Path | None = None) ->
     if not path.is_file():
         raise FileNotFoundError(f"no result {path}: train {table}/{row} ({profile}) first")
     return json.loads(path.read_text())
+
+
+def iter_results(table: str | None = None, profile: str | None = None,
+                 root: Path | None = None) -> Iterator[tuple[Path, dict]]:
+    """``(path, record)`` of every result under ``root`` (default results/), in path order; ``table``
+    and ``profile`` keep those of one table / one profile (the file name says both, see result_path)."""
+    pattern = f"{table or 'table*'}/*.{profile or '*'}.json"
+    for path in sorted(Path(root or results_dir()).glob(pattern)):
+        yield path, json.loads(path.read_text())
 
 
 def write_result(record: dict, root: Path | None = None, overwrite: bool = False) -> Path:

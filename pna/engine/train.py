@@ -33,12 +33,13 @@ from torch import nn
 from pna.engine import distributed as dist
 from pna.engine.batch_split import accumulate_gradients, describe_split, split_for
 from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
-from pna.configs import Config, config_hash, load_config
+from pna.configs import Config, config_hash
 from pna.engine.build import build_eval_set, build_model, build_train_set
 from pna.engine.determinism import RESEED_STRIDE, make_deterministic, seed_everything
 from pna.engine.interrupts import (SkippedSteps, StopSignals, TrainingInterrupted, bad_values, check_finite_weights,
                                    non_finite_gradient, non_finite_loss)
-from pna.engine.evaluate import evaluate_model, with_boundary_metrics
+from pna.engine.boundary import BoundarySettings
+from pna.engine.evaluate import evaluate_with_config, with_boundary_metrics
 from pna.engine.loader import padding_collate, train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
 from pna.engine.progress import Progress
@@ -137,12 +138,13 @@ class Trainer:
             with open(self.run.log, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
-    def evaluate(self) -> dict:
-        e = self.cfg.eval
+    def evaluate(self, boundary: bool = True) -> dict:
+        """The evaluation split scored with the config's test protocol; the periodic evaluations
+        during training log mIoU only, so they skip the boundary metrics (``boundary=False``)."""
         start = time.perf_counter()
-        metrics = evaluate_model(self.model, self.eval_set, self.device, e.mode, e.crop, e.stride,
-                                 batch_size=e.batch_size, workers=min(self.cfg.train.workers, 2),
-                                 authors_classes=e.authors_classes)
+        metrics = evaluate_with_config(self.model, self.eval_set, self.cfg, self.device,
+                                       workers=min(self.cfg.train.workers, 2),
+                                       boundary=BoundarySettings() if boundary else None)
         self.eval_seconds = round(time.perf_counter() - start, 3)
         return {"split": self.cfg.data.eval_split, **metrics}
 
@@ -214,7 +216,7 @@ class Trainer:
                 if stop:
                     self._interrupted(bar, signals.received)
                 if t.eval_interval and self.iteration % t.eval_interval == 0 and self.iteration < t.iters:
-                    metrics = self.evaluate()
+                    metrics = self.evaluate(boundary=False)
                     self._log({"type": "eval", "iter": self.iteration,
                                "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
                 if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
