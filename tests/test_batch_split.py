@@ -196,3 +196,18 @@ def test_micro_batch_does_not_change_the_config_hash():
     b = load_config(ROW, "paper", ["train.micro_batch=2"])
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(load_config(ROW, "paper", ["train.batch_size=8"]))
+
+
+def test_a_micro_batch_is_padded_as_its_own_images_alone_would_be():
+    """Detectron2 pads each per-GPU batch to its own largest image (rounded up to the divisor): a
+    micro-batch cut from a share padded as a whole must equal pad_collate of its images alone."""
+    from pna.data.collate import pad_collate
+
+    sizes = [(30, 20), (25, 30), (60, 40), (50, 64)]          # rounded up to 32: (32, 32), then (64, 64)
+    items = [{"image": torch.rand(3, h, w), "label": torch.randint(0, 5, (h, w)), "id": str(i)}
+             for i, (h, w) in enumerate(sizes)]
+    pieces = micro_batches(pad_collate(items, size_divisor=32), 2)
+    for piece, alone in zip(pieces, (pad_collate(items[:2], 32), pad_collate(items[2:], 32))):
+        assert piece["image"].shape == alone["image"].shape and torch.equal(piece["image"], alone["image"])
+        assert torch.equal(piece["label"], alone["label"]) and piece["id"] == alone["id"]
+    assert [tuple(p["image"].shape[-2:]) for p in pieces] == [(32, 32), (64, 64)]

@@ -37,12 +37,19 @@ def padded_size(sizes: list[tuple[int, int]], size_divisor: int = 1) -> tuple[in
 
 def pad_collate(items: list[dict], size_divisor: int = 1, ignore_index: int = IGNORE_INDEX) -> dict:
     """Stack ``{"image", "label", "id"}`` items, padding each at the bottom/right to the batch's
-    :func:`padded_size` (image 0, i.e. the mean colour after normalisation; label ``ignore_index``)."""
-    h, w = padded_size([tuple(it["image"].shape[-2:]) for it in items], size_divisor)
+    :func:`padded_size` (image 0, i.e. the mean colour after normalisation; label ``ignore_index``).
+
+    ``"extent"`` ((N, 2) long) is each item's own padded size: a run of consecutive items cropped to
+    the largest extent among them is exactly what padding that run alone gives (bottom/right padding;
+    rounding up is monotonic), which is how a micro-batch gets the padding of the authors' per-GPU
+    batch (:func:`pna.engine.batch_split.micro_batches`)."""
+    sizes = [tuple(it["image"].shape[-2:]) for it in items]
+    h, w = padded_size(sizes, size_divisor)
 
     def pad(x: torch.Tensor, value: int) -> torch.Tensor:
         return F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]), value=value)
 
     return {"image": torch.stack([pad(it["image"], 0) for it in items]),
             "label": torch.stack([pad(it["label"], ignore_index) for it in items]),
-            "id": [it["id"] for it in items]}
+            "id": [it["id"] for it in items],
+            "extent": torch.tensor([padded_size([s], size_divisor) for s in sizes], dtype=torch.long)}

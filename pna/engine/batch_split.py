@@ -95,9 +95,17 @@ def split_for(cfg, processes: int) -> BatchSplit:
 
 
 def micro_batches(batch: dict, size: int) -> list[dict]:
-    """``batch`` (tensors and lists along the first axis) cut into consecutive pieces of ``size``."""
+    """``batch`` (tensors and lists along the first axis) cut into consecutive pieces of ``size``.
+    A padded batch (``"extent"``, :func:`pna.data.collate.pad_collate`) has each piece's image and
+    label cropped to the piece's own padded size, so a micro-batch is padded as the authors' per-GPU
+    batch of the same images was, not to the largest image of the whole share."""
     count = len(batch["image"]) // size
-    return [{key: value[i * size:(i + 1) * size] for key, value in batch.items()} for i in range(count)]
+    pieces = [{key: value[i * size:(i + 1) * size] for key, value in batch.items()} for i in range(count)]
+    if "extent" in batch and count > 1:
+        for piece in pieces:
+            h, w = piece["extent"].max(dim=0).values.tolist()
+            piece["image"], piece["label"] = piece["image"][..., :h, :w], piece["label"][..., :h, :w]
+    return pieces
 
 
 def accumulate_gradients(net: nn.Module, criterion: nn.Module, batch: dict, micro_batch: int,
