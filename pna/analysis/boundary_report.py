@@ -80,15 +80,9 @@ def _paper_miou(table: str, profile: str, root: Path) -> dict[tuple[str, str], f
     ours = load_results(table, profile=profile, root=root)
     if ours.empty:
         return {}
-    final = ours[ours["is_final"]].set_index("row")["stage"].to_dict()
-    merged = ours_beside_paper(ours)
-    staged = set(merged.loc[merged["column"].str.match(r"^P[1-4]$"), "row"])
     pairs = {}
-    for line in merged.itertuples():
-        # as ours_beside_paper pairs them: a model's single number (mIoU, or P0 of a model
-        # without stages) is its final stage
-        single = line.column == "mIoU" or (line.column == "P0" and line.row not in staged)
-        pairs.setdefault((line.row, final[line.row] if single else line.column), float(line.paper))
+    for line in ours_beside_paper(ours).itertuples():  # the first where the paper has several splits
+        pairs.setdefault((line.row, line.stage), float(line.paper))
     return pairs
 
 

@@ -33,7 +33,7 @@ from pna.engine.batch_split import split_for
 from pna.engine.launch import launch, resolve_processes
 from pna.engine.train import RunResult, train
 from pna.files import trusting
-from pna.models import get_spec
+from pna.analysis.paper_numbers import trained_backbone
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -240,8 +240,8 @@ def stage_table(runs: dict[str, RunResult]) -> pd.DataFrame:
         stages = run.metrics["stages"]
         line = {"row": row, **{s: 100 * m["mIoU"] for s, m in stages.items()}}
         line["final"] = 100 * run.miou()
-        model = get_spec(run.config.model.name, **run.config.model.overrides)
-        line["trained as"] = (f"{model.backbone} on {run.config.data.dataset}" if run.run_dir is not None
+        backbone = trained_backbone(run.config.model.name, run.config.model.overrides)
+        line["trained as"] = (f"{backbone} on {run.config.data.dataset}" if run.run_dir is not None
                               else "the authors' released model")  # evaluate_authors_row: nothing trained
         lines.append(line)
     if not lines:  # no row trained (e.g. window_rows=[]): an empty table, not a KeyError

@@ -18,12 +18,13 @@ from pna.engine.records import iter_results
 PAPER_NUMBERS = REPO_ROOT / "results" / "paper_numbers.csv"
 
 
-def _backbone(model: dict) -> str:
-    """The backbone a run's model config builds: its override, else the registry spec's."""
+def trained_backbone(name: str, overrides: dict) -> str:
+    """The backbone a run's model (registry ``name`` with its config ``overrides``) builds: the
+    override, else the registry spec's ("?" for a model the registry no longer has)."""
     from pna.models import MODELS
 
-    spec = MODELS.get(model["name"])
-    return model.get("overrides", {}).get("backbone") or (spec.backbone if spec else "?")
+    spec = MODELS.get(name)
+    return overrides.get("backbone") or (spec.backbone if spec else "?")
 
 
 def load_results(table: str | None = None, profile: str | None = None,
@@ -39,7 +40,7 @@ def load_results(table: str | None = None, profile: str | None = None,
                 "dataset": cfg["data"]["eval_dataset"] or cfg["data"]["dataset"],
                 "split": data["metrics"].get("split", cfg["data"]["eval_split"]),
                 "model": cfg["model"]["name"], "stage": stage,
-                "trained_backbone": _backbone(cfg["model"]), "trained_on": cfg["data"]["dataset"],
+                "trained_backbone": trained_backbone(cfg["model"]["name"], cfg["model"].get("overrides", {})), "trained_on": cfg["data"]["dataset"],
                 "is_final": stage == data["metrics"]["final_stage"],
                 "mIoU": None if metrics["mIoU"] is None else 100 * metrics["mIoU"],
                 "config_hash": data["config_hash"], "iterations": data["iterations"],
@@ -61,7 +62,8 @@ def load_paper_numbers(path: Path = PAPER_NUMBERS) -> pd.DataFrame:
 
 def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our mIoU next to the paper's for every row both have, with what we trained (backbone and
-    training set) and, for paper-profile results only, ``diff = ours - paper`` (points).
+    training set) and, for paper-profile results only, ``diff = ours - paper`` (points); ``stage`` is
+    the stage of ours that each paper number pairs with.
 
     A paper column ``P0..P4`` pairs with that stage of ours, ``mIoU`` with our final stage. Table 1
     prints the single mIoU of a model without PNA stages in its P0 column: where a paper row has P0
@@ -81,7 +83,7 @@ def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> 
     ours = ours.assign(column=ours["stage"])
     final = ours[ours["is_final"]].assign(column="mIoU")
     ours = pd.concat([ours, final], ignore_index=True)
-    merged = paper.merge(ours[["table", "row", "split", "column", "profile", "mIoU", "iterations",
+    merged = paper.merge(ours[["table", "row", "split", "column", "stage", "profile", "mIoU", "iterations",
                                "trained_backbone", "trained_on"]]
                          .rename(columns={"column": "pair"}),
                          on=["table", "row", "pair"], how="inner", suffixes=("", "_ours"))
@@ -94,5 +96,5 @@ def ours_beside_paper(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> 
     merged = merged.rename(columns={"value": "paper", "mIoU": "ours"})
     # A smoke number (synthetic data, small backbone) is no estimate of the paper's: no difference.
     merged["diff"] = (merged["ours"] - merged["paper"]).where(merged["profile"] == "paper")
-    return merged[["table", "method", "backbone", "dataset", "split", "column", "row", "profile",
+    return merged[["table", "method", "backbone", "dataset", "split", "column", "stage", "row", "profile",
                    "paper", "ours", "diff", "trained_backbone", "trained_on", "iterations"]].reset_index(drop=True)
