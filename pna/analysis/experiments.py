@@ -27,8 +27,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
-from pna.engine.build import build_eval_set, model_from_checkpoint
-from pna.engine.build import with_weights
+from pna.engine.build import load_run, with_weights  # noqa: F401 (load_run: also this module's API)
 from pna.engine.batch_split import split_for
 from pna.engine.launch import launch, resolve_processes
 from pna.engine.train import RunResult, train
@@ -254,14 +253,3 @@ def load_trained(run: RunResult, device: str = "cpu"):
     return load_run(run.run_dir, run.config, device)
 
 
-def load_run(run_dir: str | Path, cfg, device: str = "cpu"):
-    """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
-    from pna.engine.checkpoint import load_checkpoint
-
-    checkpoint_path = Path(run_dir) / "final.pt"
-    if not checkpoint_path.is_file():
-        raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
-    dataset = build_eval_set(cfg)
-    checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-    model = model_from_checkpoint(checkpoint).to(device).eval()
-    return model, dataset

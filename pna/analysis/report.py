@@ -164,7 +164,7 @@ def refinement_figure(row: str, profile: str = "smoke", samples=(0, 1, 2), devic
                       root: str | Path | None = None, table: str = "table1") -> Path:
     """Image, label and P0..P4 of the trained ``row`` on a few validation images."""
     from pna.configs import config_from_dict
-    from pna.analysis.experiments import load_run
+    from pna.engine.build import load_run
     from pna.engine.records import read_result
     from pna.analysis.figures import plot_refinement, predict_labels, save_figure
 

@@ -10,6 +10,8 @@ Example::
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -91,6 +93,19 @@ def model_from_checkpoint(checkpoint: dict) -> nn.Module:
         model = create_model(cfg.model.name, num_classes, **overrides)
     model.load_state_dict(checkpoint["model"])
     return model
+
+
+def load_run(run_dir: str | Path, cfg, device: torch.device | str = "cpu") -> tuple[nn.Module, object]:
+    """The model in ``run_dir/final.pt`` (eval mode) and the evaluation dataset of ``cfg``."""
+    from pna.engine.checkpoint import load_checkpoint
+
+    checkpoint_path = Path(run_dir) / "final.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
+    dataset = build_eval_set(cfg)
+    checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+    model = model_from_checkpoint(checkpoint).to(device).eval()
+    return model, dataset
 
 
 def with_weights(cfg: Config, weights=None, allow_random_init: bool | None = None) -> Config:

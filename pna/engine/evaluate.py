@@ -170,13 +170,12 @@ def with_boundary_metrics(run, cfg, device: torch.device) -> dict:
     stages = record["metrics"]["stages"]
     if all("boundary_iou" in stage for stage in stages.values()) or not run.final.is_file():
         return record
-    from pna.engine.build import build_eval_set, model_from_checkpoint
-    from pna.engine.checkpoint import atomic_write_json, load_checkpoint
+    from pna.engine.build import load_run
+    from pna.engine.checkpoint import atomic_write_json
 
     if dist.is_main():
         print(f"{cfg.name} ({cfg.profile}): adding boundary metrics to the finished run in {run.path}", flush=True)
-    dataset = build_eval_set(cfg)
-    model = model_from_checkpoint(load_checkpoint(run.final, map_location=device)).to(device)
+    model, dataset = load_run(run.path, cfg, device)
     fresh = evaluate_with_config(model, dataset, cfg, device)
     for name, stage in stages.items():
         stage.update({k: v for k, v in fresh["stages"][name].items() if k not in stage})
