@@ -48,9 +48,9 @@ def _model_overrides(row: Row, s: AuthorsSetting) -> dict:
     """The row's overrides plus what the paper profile changes in its registry model: the resize
     mode, the code base's initialisation, the MMSeg cascade's second coarse pass and Detectron2's
     element-wise ASPP dropout."""
-    from pna.models.registry import MODELS
+    from pna.models import get_spec
 
-    spec = MODELS[row.model]
+    spec = get_spec(row.model, **row.overrides)  # the model the row builds, its own overrides included
     overrides = dict(row.overrides)
     if s.resize_mode != "nearest":
         overrides["resize_mode"] = s.resize_mode
