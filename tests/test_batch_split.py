@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pna.configs import config_hash, load_config
 from pna.engine.batch_split import describe_split, micro_batches, plan_split, split_for
 from pna.engine.train import Trainer, train
+from pna.engine.distributed import cleanup
 
 TOLERANCE = 1e-3  # relative L2 difference per gradient tensor (module docstring)
 NOISE = 1e-4      # gradients below this fraction of the whole gradient's norm are compared at that floor
@@ -89,7 +90,7 @@ def _worker(rank: int, port: int, cache: str, out: str, micros: tuple, syncbn: b
         train(cfg, out_dir=Path(out) / f"micro{micro}", write_results=False, progress=False, stop_after=1)
         if rank == 0:
             torch.save(grads, Path(out) / f"grads_micro{micro}.pt")
-    torch.distributed.destroy_process_group()
+    cleanup()  # a barrier first: gloo aborts a process whose peer tears down early
 
 
 def _spawn(tmp: Path, cache: Path, micros: tuple, syncbn: bool, frozen_bn: bool) -> list[dict]:

@@ -34,6 +34,7 @@ import torch.multiprocessing as mp
 from pna.engine.checkpoint import load_checkpoint
 from pna.configs import load_config
 from pna.engine.train import train
+from pna.engine.distributed import cleanup
 
 ITERS, LR = 3, 1e-3
 REL_GRAD = 1e-3              # see the module docstring
@@ -99,7 +100,7 @@ def _worker(rank: int, world: int, port: int, cache: str, out: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train(cfg, out_dir=out, write_results=False, progress=False)
-    torch.distributed.destroy_process_group()
+    cleanup()  # a barrier first: gloo aborts a process whose peer tears down early
     torch.save(optimisers[0].grads, Path(out) / f"grads.rank{rank}.pt")
     # DDP's reducer warns when a gradient's strides differ from its parameter's (see test_grad_layout)
     strides = [str(w.message).splitlines()[0] for w in caught if "Grad strides" in str(w.message)]
@@ -176,7 +177,7 @@ def _resume_worker(rank: int, world: int, port: int, cache: str, out: str, stops
     cfg = load_config("voc/fcn_r50_os32_pna", "smoke", _overrides(Path(cache)) + ["train.iters=4"])
     for stop in stops:
         train(cfg, out_dir=out, write_results=False, progress=False, stop_after=stop)
-    torch.distributed.destroy_process_group()
+    cleanup()  # a barrier first: gloo aborts a process whose peer tears down early
 
 
 def test_a_two_process_run_resumes_bit_for_bit_on_every_rank(tmp_path):

@@ -102,6 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     extra = {"data.eval_split": args.split, "eval.mode": args.mode}
     cfg = apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
     device = dist.init_from_env(args.device)
+    orderly = False
     try:
         if checkpoint is None:
             metrics = evaluate_authors_checkpoint(cfg, args.authors_checkpoint, device, progress=True)
@@ -121,6 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             if args.output:
                 atomic_write_json({"checkpoint": str(source), "split": cfg.data.eval_split, "mode": cfg.eval.mode,
                                    **metrics}, args.output)
+        orderly = True
     finally:
-        dist.cleanup()
+        dist.cleanup(orderly)
     return 0

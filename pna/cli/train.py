@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.profile, args.set)
     cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
+    orderly = False  # every rank reached the end (finished, or stopped together by a signal)
     try:
         with trusting(args.trust_file):
             result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
@@ -73,10 +74,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"mIoU (%): {stages}")
             if result.result_path:
                 print(f"results: {result.result_path}")
+        orderly = True
     except TrainingInterrupted as stopped:
+        orderly = True
         if dist.is_main():
             print(f"pna train: {stopped}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     finally:
-        dist.cleanup()
+        dist.cleanup(orderly)
     return 0
