@@ -125,3 +125,14 @@ def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as done:
         dispatch([command, "--help"])
     assert done.value.code == 0 and "usage: pna " + command in capsys.readouterr().out
+
+
+def test_pna_prepare_offers_every_converter_in_data_prep():
+    """`pna prepare`'s list is written out (the parser must not import data_prep): it must name
+    exactly the converter modules data_prep/ holds (each with a main())."""
+    from pna.cli.prepare import CONVERTERS
+
+    modules = sorted(p.stem for p in (ROOT / "data_prep").glob("*.py") if p.stem not in ("__init__", "common"))
+    assert sorted(CONVERTERS) == modules
+    for name in modules:
+        assert "def main(" in (ROOT / "data_prep" / f"{name}.py").read_text(), name
