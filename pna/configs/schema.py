@@ -72,13 +72,17 @@ class OptimConfig:
     decay_rule: str = "default"         # which parameters get no weight decay, see pna.engine.optim.no_decay_names
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use (its affinity mask on Linux, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers(most: int = 4) -> int:
     """Loader worker processes: ``most``, but never more than the CPUs this process may use."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    return max(0, min(most, usable))
+    return max(0, min(most, usable_cpus()))
 
 
 @dataclass

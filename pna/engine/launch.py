@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from pna.configs import Config, config_hash, load_config
-from pna.configs.schema import default_workers
+from pna.configs.schema import usable_cpus
 from pna.engine.interrupts import StopSignals, TrainingInterrupted
 from pna.engine.records import result_path
 from pna.engine.rundir import RunDir, default_run_dir
@@ -101,9 +101,9 @@ def resolve_processes(gpus: int | None = None, nodes: int = 1, rdzv_endpoint: st
         shown = os.environ.get("CUDA_VISIBLE_DEVICES")
         raise ValueError(f"gpus={gpus}: only {visible} GPU(s) visible on this machine"
                          + (f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else ""))
-    if not cuda and gpus > max(1, default_workers(most=os.cpu_count() or 1)):
+    if not cuda and gpus > usable_cpus():
         raise ValueError(f"gpus={gpus} on device={device!r} means {gpus} gloo processes, more than the "
-                         f"{default_workers(most=os.cpu_count() or 1)} CPUs this process may use")
+                         f"{usable_cpus()} CPUs this process may use")
     return Processes(gpus, nodes, rdzv_endpoint, cuda)
 
 
@@ -145,7 +145,7 @@ def child_environment(procs: Processes) -> dict:
     env.update(PNA_PROGRESS="lines", PNA_PROGRESS_LINES=str(PROGRESS_LINES), PYTHONUNBUFFERED="1",
                TORCH_ELASTIC_SHUTDOWN_TIMEOUT=str(SHUTDOWN_S))
     if "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, default_workers(most=os.cpu_count() or 1) // procs.gpus))
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // procs.gpus))
     return env
 
 
