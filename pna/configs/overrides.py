@@ -19,7 +19,33 @@ import types
 import typing
 from typing import Any
 
-from pna.configs.schema import Config
+from pna.configs.schema import Config, validate
+
+# Bounds on an override's text before Python's literal parser sees it: its parser recurses once per
+# bracket or sign, so 20,000 minus signs ran out of memory (MemoryError, no key named). A path is at
+# most 4096 bytes on Linux (PATH_MAX); no setting needs more, nor more than 32 levels of nesting.
+MAX_VALUE_CHARS = 4096
+MAX_NESTING = 32
+_OPENERS, _CLOSERS, _SIGNS = "([{", ")]}", "+-~"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error line stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _nesting(text: str) -> int:
+    """The deepest run of open brackets and consecutive signs in ``text``, as the parser recurses."""
+    depth = deepest = signs = 0
+    for char in text:
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth -= 1
+        signs = signs + 1 if char in _SIGNS else (signs if char.isspace() else 0)
+        deepest = max(deepest, depth + signs)
+    return deepest
 
 
 def config_from_dict(data: dict) -> Config:
@@ -57,45 +83,42 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
                 return _check_type(key, value, option)
             except ValueError:
                 pass
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ValueError(f"{key}: expected {_type_name(tp)}, got {_shown(value)}")
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length, one item type
             if not isinstance(value, (list, tuple)) or not value:
-                raise ValueError(f"{key}: expected a non-empty tuple ({_type_name(tp)}), got {value!r}")
+                raise ValueError(f"{key}: expected a non-empty tuple ({_type_name(tp)}), got {_shown(value)}")
             return tuple(_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{key}: expected a tuple of {len(args)} ({_type_name(tp)}), got {value!r}")
+            raise ValueError(f"{key}: expected a tuple of {len(args)} ({_type_name(tp)}), got {_shown(value)}")
         return tuple(_check_type(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected bool, got {value!r}")
+            raise ValueError(f"{key}: expected bool, got {_shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected int, got {value!r}")
+            raise ValueError(f"{key}: expected int, got {_shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}: expected float, got {value!r}")
+            raise ValueError(f"{key}: expected float, got {_shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"{key}: expected str, got {value!r}")
+            raise ValueError(f"{key}: expected str, got {_shown(value)}")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected dict, got {value!r}")
+            raise ValueError(f"{key}: expected dict, got {_shown(value)}")
         return copy.deepcopy(value)
     raise ValueError(f"{key}: unsupported field type {_type_name(tp)}")
 
 
 def _parse_text(key: str, text: str, tp: Any) -> Any:
     """Turn command-line text into a value of `tp`: Python literals, bare words for str fields."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text  # a bare word, e.g. data.dataset=voc
+    value = parse_literal(text, key)
     if tp is str and not isinstance(value, str):
         value = text  # a str field keeps its text even when it looks like a number
     if isinstance(value, str) and value.lower() in ("true", "false") and tp is bool:
@@ -116,7 +139,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -
     `overrides` is a list of ``"section.key=literal"`` strings (command line) or a dict of
     dotted names to values (notebooks). Strings in the list are parsed by the field's type.
     Keys under ``model.overrides.``, ``model.loss.`` and ``data.options.`` are free-form dict
-    entries. An unknown key or a value of the wrong type raises ValueError.
+    entries. An unknown key, a value of the wrong type or one that makes no sense
+    (:func:`pna.configs.schema.validate`) raises ValueError.
     """
     cfg = copy.deepcopy(cfg)
     if not overrides:
@@ -127,7 +151,7 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -
     )
     for key, value, is_text in items:
         _set(cfg, key, value, is_text)
-    return cfg
+    return validate(cfg)
 
 
 def _set(cfg: Config, key: str, value: Any, is_text: bool) -> None:
@@ -141,7 +165,7 @@ def _set(cfg: Config, key: str, value: Any, is_text: bool) -> None:
         if isinstance(target, dict):
             if not last:
                 raise ValueError(f"override {key!r}: {'.'.join(parts[:depth])} entries are not nested")
-            target[name] = parse_literal(value) if is_text else value
+            target[name] = parse_literal(value, key) if is_text else value
             return
         fields = {f.name: f for f in dataclasses.fields(target)}
         if name not in fields:
@@ -159,14 +183,27 @@ def _set(cfg: Config, key: str, value: Any, is_text: bool) -> None:
     raise ValueError(f"override {key!r}: incomplete key")
 
 
-def parse_literal(text: str) -> Any:
+def parse_literal(text: str, name: str = "value") -> Any:
     """``text`` as a Python literal where it is one (``"3"`` -> 3, ``"[1, 2]"`` -> [1, 2]), else the text
-    itself (``"cpu"``): how ``--set`` / ``-p`` values are read when no type says otherwise.
+    itself (``"cpu"``): how ``--set`` / ``-p`` values are read when no type says otherwise. Text longer
+    than :data:`MAX_VALUE_CHARS` or nested deeper than :data:`MAX_NESTING` is a one-line error naming
+    ``name`` (the key or parameter), before the parser sees it.
 
     >>> parse_literal("0.5"), parse_literal("['a']"), parse_literal("slurm")
     (0.5, ['a'], 'slurm')
+    >>> parse_literal("-" * 20000 + "1", "optim.lr")
+    Traceback (most recent call last):
+    ...
+    ValueError: optim.lr: a value of 20001 characters; expected at most 4096
     """
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(f"{name}: a value of {len(text)} characters; expected at most {MAX_VALUE_CHARS}")
+    if _nesting(text) > MAX_NESTING:
+        raise ValueError(f"{name}: a value nested {_nesting(text)} levels deep (brackets and signs); expected at "
+                         f"most {MAX_NESTING}: {_shown(text, 40)}")
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError):
         return text
+    except (MemoryError, RecursionError):  # within the bounds above this should not happen; still one line
+        raise ValueError(f"{name}: value too complex to read: {_shown(text, 40)}") from None

@@ -2,7 +2,9 @@
 
 One :class:`Config` describes a (paper-table row, profile) pair. It is plain data: JSON round-trips
 it (:func:`pna.configs.overrides.config_from_dict`), :func:`config_hash` names it, and
-:func:`pna.configs.overrides.apply_overrides` changes it by dotted name with type checking.
+:func:`pna.configs.overrides.apply_overrides` changes it by dotted name with type checking, and
+:func:`validate` refuses values that make no sense (``train.iters=0``, a negative learning rate) with
+one line naming the key and what is expected, before anything is built.
 
 Example::
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import asdict, dataclass, field
 
@@ -166,3 +170,75 @@ def config_hash(cfg: Config) -> str:
         data.pop(label, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _number(value, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> bool:
+    """``value`` is a finite number within [low, high] (``low_open``: (low, high])."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > low if low_open else value >= low) and value <= high)
+
+
+def _all(values, *bounds, **kw) -> bool:
+    return values is not None and all(_number(v, *bounds, **kw) for v in values)
+
+
+def _rules(cfg: Config) -> list[tuple[str, object, bool, str]]:
+    """(key, value, whether it makes sense, what is expected) for every checked field."""
+    t, o, d, e = cfg.train, cfg.optim, cfg.data, cfg.eval
+    optional = lambda v, *b: v is None or _number(v, *b)  # noqa: E731
+    return [
+        ("train.iters", t.iters, _number(t.iters, 1), "a whole number >= 1 (the iterations to train)"),
+        ("train.batch_size", t.batch_size, _number(t.batch_size, 1), "a whole number >= 1 (images per optimiser step)"),
+        ("train.micro_batch", t.micro_batch, optional(t.micro_batch, 1), "None or a whole number >= 1"),
+        ("train.eval_interval", t.eval_interval, _number(t.eval_interval, 0), ">= 0 (0: evaluate only at the end)"),
+        ("train.checkpoint_interval", t.checkpoint_interval, _number(t.checkpoint_interval, 0),
+         ">= 0 (0: no periodic checkpoint)"),
+        ("train.log_interval", t.log_interval, _number(t.log_interval, 1), "a whole number >= 1"),
+        ("train.seed", t.seed, _number(t.seed, 0, 2 ** 31 - 1), "a whole number in 0 .. 2**31 - 1"),
+        ("train.workers", t.workers, _number(t.workers, 0), ">= 0 (0: load data in the training process)"),
+        ("train.device", t.device, isinstance(t.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device)
+         is not None, "auto, cpu, cuda or cuda:N"),
+        ("optim.lr", o.lr, _number(o.lr, 0, low_open=True), "a number > 0"),
+        ("optim.weight_decay", o.weight_decay, _number(o.weight_decay, 0), "a number >= 0"),
+        ("optim.betas", o.betas, _all(o.betas, 0, 1) and max(o.betas) < 1, "two numbers in [0, 1)"),
+        ("optim.warmup_iters", o.warmup_iters, _number(o.warmup_iters, 0), "a whole number >= 0"),
+        ("optim.warmup_ratio", o.warmup_ratio, _number(o.warmup_ratio, 0, 1), "a number in [0, 1] (lr factor at iteration 0)"),
+        ("optim.poly_power", o.poly_power, _number(o.poly_power, 0), "a number >= 0"),
+        ("optim.min_lr", o.min_lr, _number(o.min_lr, 0, o.lr if _number(o.lr) else math.inf), "a number in [0, optim.lr]"),
+        ("optim.clip_grad", o.clip_grad, o.clip_grad is None or _number(o.clip_grad, 0, low_open=True), "None or a number > 0"),
+        ("data.crop", d.crop, _all(d.crop, 1), "(height, width), each >= 1"),
+        ("data.scale_range", d.scale_range, _all(d.scale_range, 0, low_open=True) and d.scale_range[0] <= d.scale_range[1],
+         "(low, high) with 0 < low <= high"),
+        ("data.scale_base", d.scale_base, d.scale_base is None or _all(d.scale_base, 1), "None or (short, long), each >= 1"),
+        ("data.short_sides", d.short_sides, d.short_sides is None or _all(d.short_sides, 1), "None or sizes >= 1"),
+        ("data.max_size", d.max_size, optional(d.max_size, 1), "None or a whole number >= 1"),
+        ("data.cat_max_ratio", d.cat_max_ratio, d.cat_max_ratio is None or _number(d.cat_max_ratio, 0, 1, low_open=True),
+         "None or a fraction in (0, 1]"),
+        ("data.hue", d.hue, _all(d.hue, -180, 180) and d.hue[0] <= d.hue[1], "(low, high) shifts in -180 .. 180, low <= high"),
+        ("data.pad", d.pad, d.pad in ("crop", "batch"), "'crop' or 'batch'"),
+        ("data.crop_tries", d.crop_tries, _number(d.crop_tries, 1), "a whole number >= 1"),
+        ("data.eval_short_side", d.eval_short_side, optional(d.eval_short_side, 1), "None or a whole number >= 1"),
+        ("data.eval_max_size", d.eval_max_size, optional(d.eval_max_size, 1), "None or a whole number >= 1"),
+        ("eval.mode", e.mode, e.mode in ("whole", "slide"), "'whole' or 'slide'"),
+        ("eval.crop", e.crop, _all(e.crop, 1), "(height, width), each >= 1"),
+        ("eval.stride", e.stride, _all(e.stride, 1), "(height, width), each >= 1"),
+        ("eval.batch_size", e.batch_size, _number(e.batch_size, 1), "a whole number >= 1"),
+    ]
+
+
+def validate(cfg: Config) -> Config:
+    """``cfg`` if every checked value makes sense, else ValueError naming the first key that does not.
+
+    >>> validate(Config()).train.iters
+    20000
+    >>> from dataclasses import replace
+    >>> validate(replace(Config(), train=TrainConfig(iters=0)))
+    Traceback (most recent call last):
+    ...
+    ValueError: train.iters=0: expected a whole number >= 1 (the iterations to train)
+    """
+    for key, value, ok, expected in _rules(cfg):
+        if not ok:
+            shown = repr(value if not isinstance(value, tuple) else tuple(value))
+            raise ValueError(f"{key}={shown[:80]}: expected {expected}")
+    return cfg
