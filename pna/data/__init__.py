@@ -21,6 +21,7 @@ from .catalog import DATASETS, IGNORE_INDEX, DatasetInfo, info
 from .cityscapes import CityscapesSegmentation
 from .cocostuff import CocoStuff10k
 from .deepglobe import DeepGlobeLandCover
+from .roots import check_root
 from .synthetic import SyntheticConfig, default_cache_dir, ensure_synthetic
 from .trans10k import Trans10k
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform, denormalize
@@ -28,7 +29,7 @@ from .voc import VOCSegmentation
 
 __all__ = [
     "DATASETS", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetInfo", "SegmentationDataset",
-    "SyntheticConfig", "build_dataset", "build_eval_transform", "build_train_transform", "default_cache_dir",
+    "SyntheticConfig", "build_dataset", "check_root", "build_eval_transform", "build_train_transform", "default_cache_dir",
     "denormalize", "ensure_synthetic", "info",
 ]
 
@@ -40,8 +41,11 @@ def build_dataset(name: str, root: str | Path | None, split: str, transform: Tra
     ``options`` go to the dataset: ``synthetic`` takes ``num_train``, ``num_val``, ``size``, ``seed``
     (``root`` is its cache folder, ``None`` = ``$PNA_CACHE`` or ``~/.cache/pna``; the set is
     generated there on first use); ``cityscapes`` takes ``label_type``; ``cocostuff10k`` takes
-    ``mat_version``.
+    ``mat_version``. A ``root`` that holds another dataset, or ``options`` the dataset does not take,
+    are one-line errors naming both (:mod:`pna.data.roots`).
     """
+    if name in DATASETS:
+        check_root(name, root, options)
     if name == "synthetic":
         folder = ensure_synthetic(root, **options)
         return VOCSegmentation(folder, split, transform, dataset_info=info("synthetic"))

@@ -45,7 +45,9 @@ def read_id_list(list_path: Path, hint: str = "") -> list[str]:
         present = sorted(p.name for p in list_path.parent.glob("*.txt")) if list_path.parent.is_dir() else []
         raise FileNotFoundError(
             f"split list not found: {list_path} (lists there: {present or 'none'}){hint}")
-    ids = [line.split()[0] for line in list_path.read_text().splitlines() if line.strip()]
+    from pna.paths import read_text
+
+    ids = [line.split()[0] for line in read_text(list_path, "split list").splitlines() if line.strip()]
     if not ids:
         raise ValueError(f"split list {list_path} is empty; expected one sample id per line")
     return ids
