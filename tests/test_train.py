@@ -236,8 +236,14 @@ def test_evaluate_never_reads_a_dataset_folder_as_the_synthetic_set(cache, isola
     assert sorted(p.name for p in voc.rglob("*")) == before
     # the data layer refuses too, whoever calls it
     from pna.data import build_dataset
+    with pytest.raises(ValueError, match=r"VOC2012 holds a PASCAL VOC folder \(JPEGImages\), but the dataset is "
+                                         "'synthetic'"):
+        build_dataset("synthetic", voc, "val", num_train=2, num_val=1, size=32)
+    (voc / "other.txt").touch()
+    (voc / "JPEGImages").rmdir()  # a folder of no known layout: the synthetic generator still writes nothing there
     with pytest.raises(FileExistsError, match="refusing to generate the synthetic set inside"):
         build_dataset("synthetic", voc, "val", num_train=2, num_val=1, size=32)
+    before = sorted(p.name for p in voc.rglob("*"))
     assert sorted(p.name for p in voc.rglob("*")) == before
 
 

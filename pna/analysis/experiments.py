@@ -26,10 +26,12 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from pna.configs import PAPER_DATA, PROFILES, ROWS, load_config
+from pna.configs import PAPER_DATA, PROFILES, ROWS, config_hash, load_config
 from pna.engine.build import load_run, with_weights  # noqa: F401 (load_run: also this module's API)
-from pna.engine.batch_split import split_for
 from pna.engine.launch import launch, resolve_processes
+from pna.engine.preflight import check_before_training, check_weights_argument
+from pna.engine.rundir import RunDir, default_run_dir
+from pna.engine.runlock import RunLocked
 from pna.engine.train import RunResult, train
 from pna.files import trusting
 from pna.analysis.paper_numbers import trained_backbone
@@ -151,6 +153,7 @@ def make_config(table: str, row: str, profile: str = "smoke", data_root: str | N
         changes.append(f"train.workers={workers}")
     if micro_batch is not None:
         changes.append(f"train.micro_batch={micro_batch}")
+    check_weights_argument(weights)  # in every profile: a smoke backbone takes none, a wrong path is still an error
     return with_weights(load_config(name, profile, [*changes, *overrides]), weights, allow_random_init)
 
 
@@ -160,7 +163,7 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
              overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
              workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None,
              trust_files=None, gpus: int | None = None, nodes: int = 1, rdzv_endpoint: str | None = None,
-             micro_batch: int | None = None, launcher=None) -> dict[str, RunResult]:
+             micro_batch: int | None = None, launcher=None, wait: bool = False) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
     (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row).
 
@@ -173,7 +176,9 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
     (a list of paths, as :func:`parse_list` reads it) are weight / checkpoint files read with the
     unrestricted unpickler, which runs code stored in them (:mod:`pna.files`): only files you
     trust (the trust reaches torchrun ranks and jobs through ``PNA_TRUSTED_FILES``). Every row and
-    parameter is checked before the first row trains."""
+    parameter is checked before the first row trains (:mod:`pna.engine.preflight`: also a results
+    JSON of another config, and a row's run folder another process is training). ``wait``: wait for
+    such a row (then use its run) instead of refusing (:mod:`pna.engine.runlock`)."""
     rows = parse_rows(rows, table)
     authors = parse_mapping(authors_checkpoints, "authors_checkpoints")
     unknown = sorted(set(authors) - set(table_rows(table)))
@@ -185,8 +190,7 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
                for row in rows if row not in authors}  # every row is checked before the first one trains
     procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
     for cfg in configs.values():
-        if procs is not None:
-            split_for(cfg, procs.world)  # processes x micro-batch x accumulation = batch, or a one-line error
+        check_rows_start(cfg, procs.world if procs is not None else None, out_dir, wait)
     runs, start = {}, time.perf_counter()
     with trusting(parse_list(trust_files, "trust_files")):  # before any job starts: they inherit it
         pending = {row: launcher.submit(cfg, gpus=gpus, nodes=nodes) for row, cfg in configs.items()} if launcher else {}
@@ -199,13 +203,24 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
             if row in pending:
                 runs[row] = pending[row].result()
             elif procs.world == 1:
-                runs[row] = train(configs[row], results_dir=out_dir)
+                runs[row] = train(configs[row], results_dir=out_dir, wait=wait)
             else:
-                runs[row] = launch(configs[row], procs, out_dir)
+                runs[row] = launch(configs[row], procs, out_dir, wait=wait)
     reused = sum(run.reused for run in runs.values())
     print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
           f"{reused} reused", flush=True)
     return runs
+
+
+def check_rows_start(cfg, world: int | None, out_dir, wait: bool) -> None:
+    """What :func:`pna.engine.train.train` would refuse at the start of ``cfg``'s row, checked before
+    the first row trains; ``world`` None: the processes are a job's, decided there."""
+    cfg_hash = config_hash(cfg)
+    run = RunDir(default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
+    check_before_training(cfg, cfg_hash, run, results_dir=out_dir, world=world or 1)  # with the batch split
+    holder = run.live_holder()
+    if holder is not None and not wait:
+        raise RunLocked(run.path, holder)
 
 
 def evaluate_authors_row(table: str, row: str, checkpoint: str | Path, data_root: str | None,

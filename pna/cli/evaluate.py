@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authors-checkpoint", metavar="FILE",
                         help="a trained model the authors released (MMSeg or Detectron2 file); needs --config")
     parser.add_argument("--config", metavar="NAME", help="with --authors-checkpoint: the row it is evaluated as "
-                        "(paper profile), e.g. cityscapes/fpn_r52_pna")
+                        "(paper profile), e.g. cityscapes/fpn_r52_pna; with --checkpoint: the row the checkpoint "
+                        "must hold (checked; its own config is used)")
     parser.add_argument("--split", help="evaluation split (default: the config's data.eval_split)")
     parser.add_argument("--mode", choices=["whole", "slide"], help="default: the config's eval.mode")
     parser.add_argument("--root", help="dataset folder (default: the config's data.root)")
@@ -60,6 +61,28 @@ def checked_config(cfg, root: str | None, dataset: str | None, source: str):
     return apply_overrides(cfg, changes)
 
 
+def checkpoint_config(checkpoint: dict, source, expected: str | None, sets: list[str]):
+    """The config a ``--checkpoint`` was trained with, ``--set`` applied; one-line errors when it holds
+    another model than ``--config`` names, or ``--set`` tries to change the model it holds."""
+    from pna.configs import apply_overrides, config_from_dict, load_config
+
+    try:
+        held = config_from_dict(checkpoint["config"])
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{source}: the config stored in it cannot be read ({error})") from None
+    if expected is not None:
+        wanted = load_config(expected, held.profile)
+        if (wanted.model.name, wanted.model.overrides) != (held.model.name, held.model.overrides):
+            raise ValueError(f"{source} holds model {held.model.name} (trained as {held.name}, {held.profile} "
+                             f"profile), not {wanted.model.name} of --config {expected}: give the checkpoint of "
+                             f"{expected}, or leave --config out")
+    changed = [s for s in sets if s.split("=", 1)[0].strip().startswith("model.")]
+    if changed:
+        raise ValueError(f"--set {changed[0]}: the model is rebuilt from what {source} holds "
+                         f"({held.model.name}); model settings cannot be changed for its evaluation")
+    return apply_overrides(held, sets)
+
+
 def stage_boundary_text(stage: dict) -> str:
     """The boundary metrics of one stage as printed after its mIoU ("" when it has none).
 
@@ -81,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pna.configs import apply_overrides, config_from_dict, load_config
+    from pna.configs import apply_overrides, load_config
     from pna.data import info
     from pna.engine import distributed as dist
     from pna.engine.build import build_eval_set, model_from_checkpoint
@@ -97,7 +120,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         cfg, source = load_config(args.config, "paper", args.set), args.authors_checkpoint
     else:
         checkpoint = load_checkpoint(args.checkpoint)
-        cfg, source = apply_overrides(config_from_dict(checkpoint["config"]), args.set), args.checkpoint
+        cfg, source = checkpoint_config(checkpoint, args.checkpoint, args.config, args.set), args.checkpoint
     cfg = checked_config(cfg, args.root, args.dataset, source)
     extra = {"data.eval_split": args.split, "eval.mode": args.mode}
     cfg = apply_overrides(cfg, {k: v for k, v in extra.items() if v is not None})
@@ -112,7 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             if args.dataset and classes != trained:
                 raise ValueError(f"{source} predicts {trained} classes; dataset {args.dataset!r} has {classes}")
             dataset = build_eval_set(cfg)
-            model = model_from_checkpoint(checkpoint).to(device)
+            model = model_from_checkpoint(checkpoint, source).to(device)
             metrics = evaluate_with_config(model, dataset, cfg, device, progress=True)
         if dist.is_main():
             print(f"{cfg.data.eval_dataset or cfg.data.dataset} {cfg.data.eval_split} ({metrics['num_images']} "

@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
         if args.wait:
             print(f"executed: {job.result()}")
         return 0
+    from pna.engine.preflight import check_weights_argument
+
     allow = True if args.allow_random_init else None
+    check_weights_argument(args.weights)
     configs = [with_weights(load_config(name, args.profile, args.set), args.weights, allow) for name in args.rows]
     done = submit_rows(configs, args.executor, args.gpus, args.nodes, args.time, args.partition, args.folder,
                        args.results_dir, wait=args.wait)

@@ -8,8 +8,12 @@ Every ``--set`` counts (repeat it, or give several pairs after one); an unknown 
 naming the valid keys. Finished runs are cached by config hash under ``runs/``.
 
 SIGTERM or SIGUSR1 (a cluster preempting the job, ``kill``) ends the step in progress, saves the
-resume state and exits with status 75 (EX_TEMPFAIL: run the same command again to continue); a
-non-finite loss or gradient is a one-line error (status 1) and writes no result.
+resume state and exits with status 75 (EX_TEMPFAIL: run the same command again to continue); Ctrl-C
+(SIGINT) does the same and exits with 130. A non-finite loss or gradient is a one-line error
+(status 1) and writes no result. What the config and the files decide (``train.iters=0``, a results
+JSON of another config, missing weights, ``--resume`` with nothing to resume) is refused before
+anything is built. One process trains a run folder at a time: a second training of it refuses,
+naming the one that holds it (pid@host, since when, its command), or waits with ``--wait``.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "documented names (README, 'Pretrained weights')")
     parser.add_argument("--allow-random-init", action="store_true",
                         help="paper profile: train a backbone without pretrained weights instead of refusing")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another process trains this run folder, wait for it (then use its finished run, "
+                             "or resume it) instead of refusing")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train at most N iterations in this call, then save the resume state and exit "
                              "(continue later with the same command)")
@@ -58,17 +65,23 @@ def run(args: argparse.Namespace) -> int:
     from pna.configs import load_config
     from pna.engine import distributed as dist
     from pna.engine.build import with_weights
-    from pna.engine.interrupts import EXIT_INTERRUPTED, TrainingInterrupted
+    from pna.engine.interrupts import TrainingInterrupted, exit_status
+    from pna.engine.preflight import check_weights_argument
     from pna.engine.train import train
     from pna.files import trusting
 
     cfg = load_config(args.config, args.profile, args.set)
+    check_weights_argument(args.weights)  # in every profile: a smoke backbone takes none, a typo is still an error
     cfg = with_weights(cfg, args.weights, True if args.allow_random_init else None)
+    if args.weights is not None and "pretrained" not in {k for k, v in cfg.model.overrides.items() if v is not None}:
+        print(f"pna train: note: --weights {args.weights} not used: the {args.profile} profile's backbone of "
+              f"{args.config} is never pretrained", file=sys.stderr, flush=True)
     orderly = False  # every rank reached the end (finished, or stopped together by a signal)
     try:
         with trusting(args.trust_file):
             result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
-                           results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after)
+                           results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after,
+                           wait=args.wait)
         if result.finished and dist.is_main():
             stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
             print(f"mIoU (%): {stages}")
@@ -79,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         orderly = True
         if dist.is_main():
             print(f"pna train: {stopped}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return exit_status(stopped.signal_name)
     finally:
         dist.cleanup(orderly)
     return 0

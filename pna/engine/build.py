@@ -76,10 +76,11 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
     return model.to(device)
 
 
-def model_from_checkpoint(checkpoint: dict) -> nn.Module:
+def model_from_checkpoint(checkpoint: dict, source: str | Path = "checkpoint") -> nn.Module:
     """The Segmentor described by a checkpoint's config, with its weights loaded (no backbone
     weights file is read: the checkpoint holds every weight). Its classes are those of the dataset
-    it was trained on, whatever set it is evaluated on."""
+    it was trained on, whatever set it is evaluated on. Weights that do not fit that model are a
+    one-line error naming ``source`` (the file) and the first keys that differ."""
     from pna.configs import config_from_dict
     from pna.data.catalog import info
     from pna.models import create_model
@@ -91,6 +92,8 @@ def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     with warnings.catch_warnings():  # the random init the warning is about is overwritten just below
         warnings.filterwarnings("ignore", message=".*RANDOMLY INITIALISED.*")
         model = create_model(cfg.model.name, num_classes, **overrides)
+    from pna.engine.preflight import check_weights_fit
+    check_weights_fit(model, checkpoint["model"], source, f"{cfg.model.name} ({cfg.name}, {cfg.profile} profile)")
     model.load_state_dict(checkpoint["model"])
     return model
 
@@ -104,7 +107,7 @@ def load_run(run_dir: str | Path, cfg, device: torch.device | str = "cpu") -> tu
         raise FileNotFoundError(f"{checkpoint_path} not found: the run in {run_dir} did not finish or was removed")
     dataset = build_eval_set(cfg)
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-    model = model_from_checkpoint(checkpoint).to(device).eval()
+    model = model_from_checkpoint(checkpoint, checkpoint_path).to(device).eval()
     return model, dataset
 
 

@@ -1,10 +1,16 @@
 """How a training run stops early: on a signal (preemption) with its state saved, or on a
 non-finite loss or gradient without saving anything.
 
-* **SIGTERM / SIGUSR1** (a cluster preempting or timing out a job; ``kill``): :class:`StopSignals`
-  only notes the signal; the loop finishes the step in progress, writes ``last.pt`` at that
-  iteration and raises :class:`TrainingInterrupted`. ``pna train`` then exits with
-  :data:`EXIT_INTERRUPTED`; the same command (or a requeued job) resumes from ``last.pt``.
+* **SIGTERM / SIGUSR1** (a cluster preempting or timing out a job; ``kill``) and **SIGINT** (Ctrl-C,
+  a notebook's "interrupt kernel"): :class:`StopSignals` only notes the signal; the loop finishes the
+  step in progress, writes ``last.pt`` at that iteration and raises :class:`TrainingInterrupted`.
+  ``pna train`` then exits with :data:`EXIT_INTERRUPTED` (:data:`EXIT_SIGINT` after Ctrl-C); the
+  same command (or a requeued job, or the same cell) resumes from ``last.pt``. More signals while it
+  stops are only noted: the state being saved is written whole (``last.pt`` is replaced atomically,
+  :mod:`pna.engine.checkpoint`; a process killed meanwhile leaves the previous one). Outside the
+  loop (building the model, the final evaluation, waiting for a run folder's lock) SIGTERM and
+  SIGUSR1 raise :class:`StopRequested` at once (:class:`RaiseOnSignal`), so that the run folder's
+  lock is released and nothing half-done is kept.
 * **A non-finite loss or gradient** raises :class:`NonFiniteError` (one line: the iteration and the
   outputs whose loss went bad) before the optimiser steps, so no bad update is taken and ``last.pt``
   keeps the last good state; no ``done.json``, no results JSON. With AMP (fp16) the grad scaler skips
@@ -35,20 +41,42 @@ from torch import nn
 # of sysexits.h ("temporary failure; the user is invited to retry"): run the same command again.
 # submitit jobs (pna.tools.cluster) turn it into a requeue; any other non-zero status is a failure.
 EXIT_INTERRUPTED = 75
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# After Ctrl-C: 128 + SIGINT, what a shell reports for a process that SIGINT ended.
+EXIT_SIGINT = 128 + signal.SIGINT
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # the signals a launcher passes on (pna.engine.launch)
+TRAINING_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)  # the signals the training loop stops on
 # GradScaler halves its scale at every skipped step (backoff 0.5). 32 skips in a row take it down by
 # 2^32 (from its initial 2^16 to 2^-16): gradients that still overflow then are not an fp16 range
 # problem but non-finite values, and each skipped step was an iteration without an update.
 MAX_SKIPPED_STEPS = 32
 
 
-class TrainingInterrupted(Exception):
-    """A signal stopped training; the resume state of ``iteration`` is in ``path``."""
+def exit_status(signal_name: str | None) -> int:
+    """``pna train``'s exit status after ``signal_name`` stopped it with its state saved."""
+    return EXIT_SIGINT if signal_name == "SIGINT" else EXIT_INTERRUPTED
 
-    def __init__(self, name: str, iteration: int, path, signal_name: str | None):
+
+class TrainingInterrupted(Exception):
+    """A signal stopped training; the resume state of ``iteration`` is in ``path`` (None: nothing saved)."""
+
+    def __init__(self, name: str, iteration: int | None, path, signal_name: str | None):
         self.iteration, self.path, self.signal_name = iteration, path, signal_name
-        super().__init__(f"{name}: stopped at iteration {iteration} on {signal_name or 'a signal to another rank'}; "
-                         f"resume state in {path}; the same command (or cell) continues it")
+        signalled = signal_name or "a signal to another rank"
+        if path is None:
+            text = f"{name}: stopped on {signalled} before any training state was saved; the same command starts it"
+        else:
+            text = (f"{name}: stopped at iteration {iteration} on {signalled}; resume state in {path}; "
+                    "the same command (or cell) continues it")
+        super().__init__(text)
+
+
+class StopRequested(BaseException):
+    """SIGTERM / SIGUSR1 outside the training loop (:class:`RaiseOnSignal`). A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+        super().__init__(signal_name)
 
 
 class NonFiniteError(FloatingPointError):
@@ -56,15 +84,16 @@ class NonFiniteError(FloatingPointError):
 
 
 class StopSignals:
-    """Within ``with``: SIGTERM and SIGUSR1 set :attr:`received` (the signal's name) and call
-    ``on_signal`` (if given) instead of ending the process; the previous handlers come back on exit.
-    Off the main thread (where Python cannot install handlers) it does nothing."""
+    """Within ``with``: SIGTERM and SIGUSR1 (by default; the training loop adds SIGINT) set
+    :attr:`received` (the first signal's name) and call ``on_signal`` (if given) instead of ending
+    the process; the previous handlers come back on exit. Off the main thread (where Python cannot
+    install handlers) it does nothing."""
 
     def __init__(self, signals=STOP_SIGNALS, on_signal: Callable[[], None] | None = None):
         self.signals, self.on_signal, self.received, self._previous = signals, on_signal, None, {}
 
     def _note(self, signum, frame) -> None:
-        self.received = signal.Signals(signum).name
+        self.received = self.received or signal.Signals(signum).name
         if self.on_signal is not None:
             self.on_signal()
 
@@ -77,6 +106,13 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+
+class RaiseOnSignal(StopSignals):
+    """Within ``with``: SIGTERM and SIGUSR1 raise :class:`StopRequested` where the program is."""
+
+    def _note(self, signum, frame) -> None:
+        raise StopRequested(signal.Signals(signum).name)
 
 
 def bad_values(values: dict[str, float]) -> list[str]:

@@ -20,6 +20,10 @@ A signal (SIGTERM, SIGUSR1) or a kernel interrupt while a launched run trains is
 which passes SIGTERM to every rank; they finish their step, save ``last.pt`` and stop
 (:mod:`pna.engine.interrupts`); torchrun waits :data:`SHUTDOWN_S` for that before it kills them.
 
+The launched ``pna train`` holds the run folder's lock (:mod:`pna.engine.runlock`; rank 0 under
+torchrun). A folder another process is training is refused here before anything starts, unless
+``wait``: then the launched command waits for it (``--wait``) and uses, or resumes, its run.
+
 Example::
 
     >>> resolve_processes(gpus=None, device="cpu").world
@@ -46,11 +50,12 @@ import torch
 
 from pna.configs import Config, config_hash, load_config
 from pna.configs.schema import usable_cpus
-from pna.engine.interrupts import StopSignals, TrainingInterrupted
+from pna.engine.interrupts import EXIT_INTERRUPTED, EXIT_SIGINT, StopSignals, TrainingInterrupted
 from pna.engine.records import result_path
 from pna.engine.rundir import RunDir, default_run_dir
+from pna.engine.runlock import RunLocked
 from pna.engine.train import RunResult, train
-from pna.paths import REPO_ROOT, results_dir
+from pna.paths import REPO_ROOT, read_json, results_dir
 
 # Seconds torchrun gives its ranks after SIGTERM to finish the step and write last.pt before SIGKILL
 # (torch's own default is 30 s, short for writing a Swin-B checkpoint with its AdamW state to a
@@ -119,11 +124,12 @@ def set_arguments(cfg: Config) -> list[str]:
     return pairs
 
 
-def train_command(cfg: Config, procs: Processes, run_dir: Path, results: Path | None) -> list[str]:
+def train_command(cfg: Config, procs: Processes, run_dir: Path, results: Path | None, wait: bool = False) -> list[str]:
     """The command that trains ``cfg`` on ``procs``: ``python -m pna train`` for one process,
     torchrun's for more (module docstring)."""
     train = ["-m", "pna", "train", "--config", cfg.name, "--profile", cfg.profile, "--out", str(run_dir)]
     train += [] if results is None else ["--results-dir", str(results)]
+    train += ["--wait"] if wait else []
     sets = set_arguments(cfg)
     train += ["--set", *sets] if sets else []
     if procs.world == 1:
@@ -161,13 +167,13 @@ class LaunchedRun:
         self.tail: deque[str] = deque(maxlen=ERROR_LINES)
         self.log_start, self.started = 0, 0.0
 
-    def start(self, stream: bool) -> subprocess.Popen:
+    def start(self, stream: bool, wait: bool = False) -> subprocess.Popen:
         """Start the training process(es); ``stream``: their output is read by :meth:`follow`, else
-        it goes where this process's goes (a job's log)."""
+        it goes where this process's goes (a job's log); ``wait``: for a run folder another process trains."""
         self.log_start = len(self.run.log.read_text().splitlines()) if self.run.log.is_file() else 0
         self.started = time.time() - 1  # rank logs of this launch (file times have coarse resolution)
         pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) if stream else {}
-        self.process = subprocess.Popen(train_command(self.cfg, self.procs, self.run.path, self.results),
+        self.process = subprocess.Popen(train_command(self.cfg, self.procs, self.run.path, self.results, wait),
                                         env=child_environment(self.procs), **pipe)
         return self.process
 
@@ -223,24 +229,31 @@ def launched_result(launched: LaunchedRun, status: int) -> RunResult | Exception
     record = launched.record()
     path = result_path(launched.cfg.table, launched.cfg.row, launched.cfg.profile, launched.results or results_dir())
     if status == 0 and record is not None and path.is_file() and \
-            json.loads(path.read_text()).get("config_hash") == launched.hash:
+            read_json(path, "results JSON").get("config_hash") == launched.hash:
         return RunResult(launched.run.path, launched.cfg, launched.hash, record["metrics"], record, path, reused=False)
     stop = launched.interrupted_at()
     if stop is not None:
         return TrainingInterrupted(launched.cfg.name, stop["iter"], launched.run.last, stop.get("signal"))
+    if status in (EXIT_INTERRUPTED, EXIT_SIGINT):  # stopped before its loop (building, waiting for the lock)
+        saved = launched.run.last if launched.run.last.is_file() else None
+        return TrainingInterrupted(launched.cfg.name, None, saved, "SIGINT" if status == EXIT_SIGINT else "SIGTERM")
     return launched.failure(status)
 
 
-def launch(cfg: Config, procs: Processes, results: str | Path | None = None) -> RunResult:
+def launch(cfg: Config, procs: Processes, results: str | Path | None = None, wait: bool = False) -> RunResult:
     """Train ``cfg`` on ``procs`` in processes of its own, streaming rank 0's output; returns its
     RunResult. SIGTERM / SIGUSR1 / a kernel interrupt meanwhile stop the run with its state saved
-    (then :class:`TrainingInterrupted`, or KeyboardInterrupt, is raised)."""
+    (then :class:`TrainingInterrupted`, or KeyboardInterrupt, is raised). A run folder another
+    process trains: :class:`RunLocked` at once, or with ``wait`` the launched command waits for it."""
     launched = LaunchedRun(cfg, procs, results)
-    if launched.record() is not None:  # finished before: load it here, nothing to launch
+    holder = launched.run.live_holder()
+    if holder is not None and not wait:
+        raise RunLocked(launched.run.path, holder)
+    if holder is None and launched.record() is not None:  # finished before: load it here, nothing to launch
         return train(cfg, results_dir=results)
     print(f"{cfg.name} ({cfg.profile}): {procs.gpus} process(es) x {procs.nodes} node(s) through "
           f"{'torchrun' if procs.world > 1 else 'pna train'}, in {launched.run.path}", flush=True)
-    launched.start(stream=True)
+    launched.start(stream=True, wait=wait)
     interrupted = False
     with StopSignals(on_signal=launched.stop):
         while True:

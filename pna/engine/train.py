@@ -2,8 +2,10 @@
 
 Iteration-based AdamW + poly training of one table row, with periodic evaluation, atomic
 checkpoints, resumption (``--resume``), DDP under torchrun, gradient accumulation to the effective
-batch (:mod:`pna.engine.batch_split`), a clean stop on SIGTERM / SIGUSR1 and a refusal of non-finite
-losses (:mod:`pna.engine.interrupts`), and a results JSON at the end.
+batch (:mod:`pna.engine.batch_split`), a clean stop on SIGTERM / SIGUSR1 / SIGINT and a refusal of
+non-finite losses (:mod:`pna.engine.interrupts`), and a results JSON at the end. What the config and
+the files decide is refused before anything is built (:mod:`pna.engine.preflight`); the run folder
+is locked while it trains (:mod:`pna.engine.runlock`).
 
 What a resume restores exactly: the model, optimiser, scheduler and grad-scaler state, the data
 position and every sample's augmentation (seeded by (seed, epoch, index), :mod:`pna.engine.loader`),
@@ -24,51 +26,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pna.engine import distributed as dist
-from pna.engine.batch_split import accumulate_gradients, describe_split, split_for
+from pna.engine.batch_split import accumulate_gradients, split_for
 from pna.engine.checkpoint import atomic_save, atomic_write_json, load_checkpoint, rng_state, set_rng_state
 from pna.configs import Config, config_hash
 from pna.engine.build import build_eval_set, build_model, build_train_set
 from pna.engine.determinism import RESEED_STRIDE, make_deterministic, seed_everything
-from pna.engine.interrupts import (SkippedSteps, StopSignals, TrainingInterrupted, bad_values, check_finite_weights,
-                                   non_finite_gradient, non_finite_loss)
+from pna.engine.interrupts import (TRAINING_SIGNALS, RaiseOnSignal, SkippedSteps, StopRequested, StopSignals,
+                                   TrainingInterrupted, bad_values, check_finite_weights, non_finite_gradient,
+                                   non_finite_loss)
 from pna.engine.boundary import BoundarySettings
 from pna.engine.evaluate import evaluate_with_config, with_boundary_metrics
 from pna.engine.loader import padding_collate, train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
 from pna.engine.progress import Progress
 from pna.models.segmentor import size_divisor
-from pna.engine.records import provenance, write_result
-from pna.engine.rundir import RunDir, default_run_dir
-
-
-@dataclass
-class RunResult:
-    """A finished run: where it lives, its config, the per-stage metrics, the results JSON
-    (``run_dir`` None: an evaluation of the authors' released model, nothing was trained)."""
-
-    run_dir: Path | None
-    config: Config
-    config_hash: str
-    metrics: dict
-    record: dict
-    result_path: Path | None
-    reused: bool
-    finished: bool = True  # False: stopped by ``stop_after`` with its resume state saved (no metrics)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / "final.pt"
-
-    def miou(self, stage: str | None = None) -> float:
-        """mIoU (fraction) of `stage` (default: the final stage)."""
-        return self.metrics["stages"][stage or self.metrics["final_stage"]]["mIoU"]
+from pna.engine.preflight import check_before_training
+from pna.engine.records import RunResult, finish_run, write_result
+from pna.engine.rundir import RunDir, claim_run, default_run_dir
 
 
 class Trainer:
@@ -190,7 +170,7 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> dict | None:
         """Train to ``train.iters`` and evaluate; with ``stop_after``, stop after that many
         iterations of this call, save the resume state and return None (a time-sliced job).
-        SIGTERM / SIGUSR1 end the step in progress, save the resume state and raise
+        SIGTERM / SIGUSR1 / SIGINT end the step in progress, save the resume state and raise
         :class:`TrainingInterrupted`."""
         t = self.cfg.train
         stop_at = t.iters if stop_after is None else min(t.iters, self.iteration + stop_after)
@@ -201,7 +181,7 @@ class Trainer:
         bar = Progress(t.iters, self.cfg.row, initial=self.iteration, enabled=self.progress and dist.is_main())
         start = time.perf_counter() - self.elapsed
         self.model.train()
-        with StopSignals() as signals:
+        with StopSignals(TRAINING_SIGNALS) as signals:
             while self.iteration < stop_at:
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss, parts, stop = self.train_step(next(batches), signals.received is not None)
@@ -223,6 +203,8 @@ class Trainer:
                     self._save_last()
             if dist.any_flags([signals.received is not None], self.device)[0]:  # signalled after the last step
                 self._interrupted(bar, signals.received)
+            if self.iteration == t.iters and t.checkpoint_interval and self.saved_at != self.iteration:
+                self._save_last()  # a signal during the long final evaluation then loses no iteration
         bar.close()
         if self.iteration < t.iters:
             self._save_last()
@@ -247,52 +229,57 @@ def _announce(text: str) -> None:
 
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           reuse: bool = True, results_dir: str | Path | None = None, write_results: bool = True,
-          progress: bool = True, stop_after: int | None = None) -> RunResult:
+          progress: bool = True, stop_after: int | None = None, wait: bool = False) -> RunResult:
     """Train `cfg` (or load its finished run), evaluate every stage, write the results JSON.
 
     `out_dir` defaults to ``runs/<model>-<profile>-<hash10>/``. A finished run of the same config
     there is loaded instead of trained again when `reuse`; an interrupted one is resumed when
-    `resume` or `reuse`. Nothing finished is replaced without `overwrite`.
+    `resume` or `reuse`. Nothing finished is replaced without `overwrite`. What the config and the
+    files decide is refused first (:mod:`pna.engine.preflight`). The folder is locked while it trains
+    (:mod:`pna.engine.runlock`): another training of it refuses, or with `wait` waits and then reuses
+    (or resumes) it. A signal stops it with its state saved (:class:`TrainingInterrupted`).
     """
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after={stop_after!r}: expected None or a whole number >= 1 (iterations of this call)")
     device = dist.init_from_env(cfg.train.device)
     if cfg.train.deterministic and make_deterministic(device):
         _announce("train.deterministic: deterministic CUDA kernels (slower: no cuDNN autotuning; ops without "
                   "a deterministic kernel warn and stay non-deterministic)")
     cfg_hash = config_hash(cfg)
     run = RunDir(out_dir or default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
-    action = dist.broadcast_object(run.decide(cfg_hash, resume, overwrite, reuse) if dist.is_main() else None)
-    if action == "reuse":
-        # The same training may have been asked for by another table's row (same hash): the
-        # results JSON carries the labels of this request.
-        record = {**with_boundary_metrics(run, cfg, device), "config": cfg.to_dict()}
-        _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
-        path = write_result(record, results_dir) if write_results and dist.is_main() else None
-        return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)
+    check_before_training(cfg, cfg_hash, run, resume, overwrite, results_dir, write_results and dist.is_main(),
+                          dist.world_size())
+    lock, trainer = None, None
+    try:
+        with RaiseOnSignal(TRAINING_SIGNALS):
+            action, lock = claim_run(run, cfg_hash, resume, overwrite, reuse, wait)
+            if action == "reuse":
+                # The same training may have been asked for by another table's row (same hash): the
+                # results JSON carries the labels of this request.
+                record = {**with_boundary_metrics(run, cfg, device), "config": cfg.to_dict()}
+                _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
+                path = write_result(record, results_dir) if write_results and dist.is_main() else None
+                return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)
+            trainer = _start(cfg, cfg_hash, run, device, action, progress)
+            metrics = trainer.fit(stop_after)
+            return finish_run(trainer, metrics, results_dir, write_results, overwrite)
+    except StopRequested as stop:
+        saved = run.last if run.last.is_file() else None
+        raise TrainingInterrupted(cfg.name, trainer.saved_at if trainer else None, saved, stop.signal_name) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _start(cfg: Config, cfg_hash: str, run: RunDir, device: torch.device, action: str, progress: bool) -> Trainer:
+    """The run folder's config written (a fresh start forgets the log of a run that never saved), the trainer built."""
     if dist.is_main():
-        run.path.mkdir(parents=True, exist_ok=True)
-        if action == "fresh":
+        if action in ("fresh", "restart"):
             run.log.unlink(missing_ok=True)
         atomic_write_json({"config_hash": cfg_hash, "config": cfg.to_dict()}, run.config)
     dist.barrier()
+    if action == "restart":
+        _announce(f"{cfg.name} ({cfg.profile}): nothing to resume in {run.path} (its run stopped before the first "
+                  "checkpoint); training from the start")
     _announce(f"{cfg.name} ({cfg.profile}): {'resuming' if action == 'resume' else 'training'} in {run.path}")
-    trainer = Trainer(cfg, run, device, resume=action == "resume", progress=progress)
-    metrics = trainer.fit(stop_after)
-    if metrics is None:
-        _announce(f"{cfg.name} ({cfg.profile}): stopped at iteration {trainer.iteration}; resume state in {run.last}")
-        return RunResult(run.path, cfg, cfg_hash, {}, {"iteration": trainer.iteration}, None, reused=False,
-                         finished=False)
-    sizes = {"train": len(trainer.train_set), "eval": len(trainer.eval_set)}
-    record = {**provenance(cfg, cfg_hash, device, trainer.world, sizes, trainer.iteration, trainer.elapsed,
-                           describe_split(cfg, trainer.split)),
-              "metrics": metrics, "run_dir": str(run.path), "log": str(run.log)}
-    path = None
-    if dist.is_main():
-        atomic_save({"model": trainer.model.state_dict(), "config": cfg.to_dict(), "config_hash": cfg_hash,
-                     "metrics": metrics, "iteration": trainer.iteration}, run.final)
-        atomic_write_json(record, run.done)
-        run.last.unlink(missing_ok=True)  # the finished run is final.pt; the resume state is no longer needed
-        path = write_result(record, results_dir, overwrite=overwrite) if write_results else None
-        if path is not None:
-            record["result_path"] = str(path)
-    dist.barrier()
-    return RunResult(run.path, cfg, cfg_hash, metrics, record, path, reused=False)
+    return Trainer(cfg, run, device, resume=action == "resume", progress=progress)

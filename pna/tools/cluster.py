@@ -11,7 +11,9 @@ Each row is one job (:class:`RowJob`: ``gpus`` GPUs on each of ``nodes`` nodes f
 ``partition``) that trains it as a notebook would on that machine (:mod:`pna.engine.launch`:
 ``torchrun`` for more than one process, rendezvous at the job's first node). The job ids and log files
 are printed. A row whose run is already finished (``runs/``, by config hash) is not submitted, and a
-job that finds its run finished loads it: a finished row is never trained twice.
+job that finds its run finished loads it: a finished row is never trained twice. A job whose run
+folder another process is training (a notebook, another job: its lock, :mod:`pna.engine.runlock`)
+waits for it and then uses its run; a requeued job (same SLURM job id) takes over its own lock.
 
 Preemption and time limits follow submitit's checkpointing protocol: submitit delivers USR2 to the job
 (SLURM sends it :data:`SIGNAL_DELAY_S` before the time limit, or at preemption where the cluster is
@@ -46,8 +48,9 @@ from pna.configs import Config, config_hash
 from pna.engine.interrupts import TrainingInterrupted
 from pna.engine.launch import SHUTDOWN_S, LaunchedRun, launched_result, resolve_processes
 from pna.engine.rundir import RunDir, default_run_dir
+from pna.engine.runlock import describe_holder
 from pna.engine.train import RunResult, train
-from pna.paths import REPO_ROOT, results_dir
+from pna.paths import REPO_ROOT, read_json, results_dir
 
 EXECUTORS = ("slurm", "local")
 # SLURM sends USR2 this many seconds before the time limit (sbatch --signal): time for the job to stop
@@ -119,10 +122,10 @@ class RowJob(submitit.helpers.Checkpointable):
             endpoint = f"{submitit.JobEnvironment().hostnames[0]}:{RDZV_PORT}"
         procs = resolve_processes(self.gpus, self.nodes, endpoint, self.cfg.train.device, self.cfg.profile)
         launched = LaunchedRun(self.cfg, procs, self.results)
-        if launched.record() is not None:
-            return train(self.cfg, results_dir=self.results)  # finished: loaded, not trained again
+        if launched.run.live_holder() is None and launched.record() is not None:
+            return train(self.cfg, results_dir=self.results, wait=True)  # finished: loaded, not trained again
         self._launched = launched
-        process = launched.start(stream=False)
+        process = launched.start(stream=False, wait=True)  # another process trains it: wait, then use its run
         while (status := process.poll()) is None:
             time.sleep(POLL_S)
         self._launched = None
@@ -192,7 +195,11 @@ class JobLauncher:
             gpus = resolve_processes(gpus, 1, None, cfg.train.device, cfg.profile).gpus
         cfg_hash = config_hash(cfg)
         run = RunDir(default_run_dir(cfg.model.name, cfg.profile, cfg_hash))
-        if run.state(cfg_hash) == "finished":
+        holder = run.live_holder()
+        if holder is not None:
+            print(f"{cfg.name} ({cfg.profile}): {run.path} is being trained by {describe_holder(holder)}; the job "
+                  "will wait for it", flush=True)
+        elif run.state(cfg_hash) == "finished":
             print(f"{cfg.name} ({cfg.profile}): finished before in {run.path}; not submitted", flush=True)
             return Finished(train(cfg, results_dir=self.results))
         ex = make_executor(self.executor, self.folder, gpus, nodes, self.time_min, self.partition,
@@ -257,6 +264,8 @@ def submit_notebook(notebook: str | Path, parameters: dict, executor: str, gpus:
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook}")
+    if not isinstance(read_json(notebook, "notebook"), dict):  # binary or not a notebook: said now, not in the job
+        raise ValueError(f"notebook {notebook} is not a Jupyter notebook (a JSON object was expected)")
     if executor == "slurm" and gpus is None:
         raise ValueError("executor='slurm': give gpus (the GPUs to ask SLURM for)")
     output = Path(output) if output else results_dir() / "executed" / notebook.name
