@@ -182,3 +182,22 @@ def test_the_lock_is_released_when_training_fails(isolated, monkeypatch):
         train(cfg, progress=False)
     run = RunDir(default_run_dir("fcn_r50_os32_pna", "smoke", config_hash(cfg)))
     assert run.path.is_dir() and lock_holder(run.path) is None
+
+
+def test_notebooks_and_launches_refuse_a_row_another_process_trains_before_training_any(isolated):
+    """run_rows checks every row's run folder before the first row trains; launch() before it starts
+    torchrun; with wait they would wait for it instead."""
+    from pna.analysis.experiments import make_config, run_rows
+    from pna.engine.launch import Processes, launch
+
+    overrides = tiny(isolated / "synthetic", 1)
+    cfg = make_config("table1", "fcn_r50_os32_pna", overrides=overrides)
+    run = default_run_dir(cfg.model.name, cfg.profile, config_hash(cfg))
+    run.mkdir(parents=True)
+    with RunLock(run):
+        with pytest.raises(RunLocked, match=f"{run} is being trained by pid {os.getpid()}@"):
+            run_rows("table1", ["fcn_r50_os32", "fcn_r50_os32_pna"], overrides=overrides)
+        with pytest.raises(RunLocked, match="pass --wait"):
+            launch(cfg, Processes(gpus=2))
+    assert not (isolated / "results").exists()
+    assert sorted(p.name for p in (isolated / "runs").iterdir()) == [run.name]  # fcn_r50_os32 not trained first

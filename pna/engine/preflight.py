@@ -8,7 +8,8 @@ not an error after hours of training.
 * the config's values (:func:`pna.configs.schema.validate`: ``train.iters >= 1``, batch sizes,
   intervals, ``optim.lr > 0`` ...), its model name and overrides, its weight-decay rule, and the
   batch split over the processes (:func:`pna.engine.batch_split.split_for`);
-* the weights file the config names (``model.overrides.pretrained``): there, a file, readable, not empty;
+* the weights file the config names (``model.overrides.pretrained``): there, a file, readable, not empty
+  (unless a finished run is reused: it reads none);
 * the dataset roots: one dataset's folder given as another's, or options it does not take
   (:mod:`pna.data.roots`);
 * the run folder: ``--out`` that is a file; ``--resume`` of a folder that does not exist;
@@ -114,7 +115,8 @@ def check_before_training(cfg: Config, cfg_hash: str, run: RunDir, resume: bool 
     """Every refusal the config and the files decide (module docstring), in one call."""
     validate(cfg)
     check_model_and_data(cfg, world)
-    check_pretrained(cfg)
+    if overwrite or not run.done.is_file():  # a finished run to reuse reads no weights file
+        check_pretrained(cfg)
     _writable_folder(run.path, "run folder")
     if resume:
         run.check_resumable()

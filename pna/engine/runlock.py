@@ -6,14 +6,16 @@ when that process ends, however it ends (finished, error, signal)::
 
     {"pid": 4242, "host": "node17", "started": "2026-12-07T03:05:26Z", "heartbeat": "2026-12-07T03:35:26Z",
      "started_s": 1796612726.0, "heartbeat_s": 1796614526.0, "command": "pna train --config voc/...",
-     "slurm_job_id": "81234", "slurm_restart": 0, "process_start": "1234567", "token": "9f0c..."}
+     "slurm_job_id": "81234", "slurm_restart": 0, "process_start": "1234567", "pid_ns": "pid:[4026531836]",
+     "token": "9f0c..."}
 
 The holder rewrites the heartbeat every :data:`HEARTBEAT_S` seconds (a thread; atomically, by
 renaming a sibling file over the lock). A lock is **stale**, and is taken over with a line naming
 the old holder, when
 
-* it was written on this host and its process is gone (or its pid now belongs to another process:
-  the start time differs, ``process_start``; a zombie counts as gone);
+* it was written on this host (and pid namespace: a container sharing the host name counts as another
+  host) and its process is gone (or its pid now belongs to another process: the start time differs,
+  ``process_start``; a zombie counts as gone);
 * this is the SLURM job that wrote it, requeued (same ``SLURM_JOB_ID``, higher ``SLURM_RESTART_COUNT``);
 * it was written on another host and its heartbeat is older than :data:`STALE_AFTER_S`.
 
@@ -73,6 +75,14 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _pid_namespace() -> str | None:
+    """This process's pid namespace: containers that share a host name do not share process ids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def _process_state(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -124,7 +134,8 @@ def stale_reason(holder: dict, now: float | None = None) -> str | None:
     if job and job == holder.get("slurm_job_id") and \
             int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > int(holder.get("slurm_restart") or 0):
         return f"SLURM job {job} was requeued; this is its next start"
-    if holder.get("host") == socket.gethostname():
+    same_namespace = None in (holder.get("pid_ns"), _pid_namespace()) or holder.get("pid_ns") == _pid_namespace()
+    if holder.get("host") == socket.gethostname() and same_namespace:
         pid = int(holder.get("pid", -1))
         if pid == os.getpid():
             return None if holder.get("token") in _held else "left by this process, which no longer holds it"
@@ -181,7 +192,7 @@ class RunLock:
                 "started_s": started, "heartbeat_s": now, "command": _command(),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
                 "slurm_restart": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
-                "process_start": _process_start(os.getpid()), "token": self.token}
+                "process_start": _process_start(os.getpid()), "pid_ns": _pid_namespace(), "token": self.token}
 
     def _create(self) -> bool:
         try:
