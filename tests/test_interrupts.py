@@ -147,6 +147,7 @@ def test_a_non_finite_loss_in_process_names_the_iteration_and_outputs(tmp_path, 
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_state_exits_130_and_a_second_one_during_the_save_corrupts_nothing(tmp_path, monkeypatch,
                                                                                            capsys):
     """SIGINT (Ctrl-C; a notebook's "interrupt kernel" in in-process training) raised KeyboardInterrupt

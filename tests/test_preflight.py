@@ -113,6 +113,7 @@ def test_missing_weights_are_refused_in_every_profile(isolated, tmp_path):
     _nothing_made(isolated)
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_is_refused(isolated, capsys):
     """--resume --out <missing folder> trained from scratch without a word."""
     missing = isolated / "no-such-run"

@@ -99,6 +99,7 @@ def test_a_second_training_of_the_same_config_refuses_then_with_wait_reuses_the_
     assert not (run / "lock.json").exists()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_line_naming_it(isolated, capsys):
     cfg = load_config(ROW, "smoke", tiny(isolated / "synthetic", 1))
     run = default_run_dir("fcn_r50_os32_pna", "smoke", config_hash(cfg))
@@ -159,6 +160,7 @@ def test_the_holder_refreshes_its_heartbeat(tmp_path, monkeypatch):
         assert lock_holder(tmp_path)["token"] == lock.token
 
 
+@pytest.mark.slow
 def test_a_finished_run_being_trained_again_is_not_read(isolated):
     """A live lock on a finished run (an --overwrite training it again) means it is not finished."""
     cfg = load_config(ROW, "smoke", tiny(isolated / "synthetic", 1))
