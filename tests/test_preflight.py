@@ -10,22 +10,8 @@ import torch
 from pna.cli import dispatch
 from pna.configs import config_hash, load_config
 from pna.engine.train import train
+from tiny_runs import ROW, isolated, tiny  # noqa: F401 (isolated: a fixture)
 
-ROW = "voc/fcn_r50_os32_pna"
-
-
-def tiny(cache: Path, iters: int = 1) -> list[str]:
-    return [f"data.root={str(cache)!r}", "data.options={'num_train': 8, 'num_val': 2, 'size': 32, 'seed': 0}",
-            "data.crop=(32, 32)", f"train.iters={iters}", "train.batch_size=4", "train.checkpoint_interval=0",
-            "train.log_interval=1", "train.eval_interval=0", "model.overrides.embed_dims=(32, 32, 32, 32)",
-            "model.overrides.head_channels=16", "model.overrides.aux_channels=16", "model.overrides.window_size=3"]
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("PNA_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("PNA_RESULTS_DIR", str(tmp_path / "results"))
-    return tmp_path
 
 
 def _nothing_made(tmp: Path) -> None:

@@ -55,7 +55,7 @@ from pna.engine.records import result_path
 from pna.engine.rundir import RunDir, default_run_dir
 from pna.engine.runlock import RunLocked
 from pna.engine.train import RunResult, train
-from pna.paths import REPO_ROOT, read_json, results_dir
+from pna.paths import REPO_ROOT, read_json, read_text, results_dir
 
 # Seconds torchrun gives its ranks after SIGTERM to finish the step and write last.pt before SIGKILL
 # (torch's own default is 30 s, short for writing a Swin-B checkpoint with its AdamW state to a
@@ -170,7 +170,7 @@ class LaunchedRun:
     def start(self, stream: bool, wait: bool = False) -> subprocess.Popen:
         """Start the training process(es); ``stream``: their output is read by :meth:`follow`, else
         it goes where this process's goes (a job's log); ``wait``: for a run folder another process trains."""
-        self.log_start = len(self.run.log.read_text().splitlines()) if self.run.log.is_file() else 0
+        self.log_start = len(read_text(self.run.log, "run log").splitlines()) if self.run.log.is_file() else 0
         self.started = time.time() - 1  # rank logs of this launch (file times have coarse resolution)
         pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) if stream else {}
         self.process = subprocess.Popen(train_command(self.cfg, self.procs, self.run.path, self.results, wait),
@@ -194,7 +194,7 @@ class LaunchedRun:
         """The 'interrupted' log entry this launch wrote (a signal stopped it with last.pt saved)."""
         if not self.run.log.is_file():
             return None
-        entries = [json.loads(x) for x in self.run.log.read_text().splitlines()[self.log_start:] if x.strip()]
+        entries = [json.loads(x) for x in read_text(self.run.log, "run log").splitlines()[self.log_start:] if x.strip()]
         stops = [e for e in entries if e.get("type") == "interrupted"]
         return stops[-1] if stops else None
 
