@@ -60,8 +60,8 @@ def test_run_rows_trusts_trust_files_for_the_runs_only(tmp_path, monkeypatch):
     monkeypatch.delenv(TRUST_ENV, raising=False)
     path, _ = malicious(tmp_path)
     seen = []
-    monkeypatch.setattr(experiments, "train",
-                        lambda cfg, results_dir=None: seen.append(is_trusted(path)) or SimpleNamespace(reused=False))
+    monkeypatch.setattr(experiments, "train", lambda cfg, results_dir=None, **options:  # options: e.g. wait
+                        seen.append(is_trusted(path)) or SimpleNamespace(reused=False))
     experiments.run_rows("table1", ["fcn_r50_os32"], trust_files=str(path))
     experiments.run_rows("table1", ["fcn_r50_os32"])
     assert seen == [True, False] and not is_trusted(path)

@@ -179,21 +179,25 @@ def _number(value, low: float = -math.inf, high: float = math.inf, low_open: boo
 
 
 def _all(values, *bounds, **kw) -> bool:
+    """Every one of ``values`` passes :func:`_number` with these bounds."""
     return values is not None and all(_number(v, *bounds, **kw) for v in values)
 
 
 def _rules(cfg: Config) -> list[tuple[str, object, bool, str]]:
     """(key, value, whether it makes sense, what is expected) for every checked field."""
     t, o, d, e = cfg.train, cfg.optim, cfg.data, cfg.eval
-    optional = lambda v, *b: v is None or _number(v, *b)  # noqa: E731
+    maybe = lambda v, *bounds, **kw: v is None or _number(v, *bounds, **kw)  # noqa: E731
+    maybe_all = lambda v, *bounds: v is None or _all(v, *bounds)  # noqa: E731
+    ordered = lambda pair, low, high, **kw: _all(pair, low, high, **kw) and pair[0] <= pair[1]  # noqa: E731
+    whole = "a whole number >= 1"
     return [
-        ("train.iters", t.iters, _number(t.iters, 1), "a whole number >= 1 (the iterations to train)"),
-        ("train.batch_size", t.batch_size, _number(t.batch_size, 1), "a whole number >= 1 (images per optimiser step)"),
-        ("train.micro_batch", t.micro_batch, optional(t.micro_batch, 1), "None or a whole number >= 1"),
+        ("train.iters", t.iters, _number(t.iters, 1), f"{whole} (the iterations to train)"),
+        ("train.batch_size", t.batch_size, _number(t.batch_size, 1), f"{whole} (images per optimiser step)"),
+        ("train.micro_batch", t.micro_batch, maybe(t.micro_batch, 1), f"None or {whole}"),
         ("train.eval_interval", t.eval_interval, _number(t.eval_interval, 0), ">= 0 (0: evaluate only at the end)"),
         ("train.checkpoint_interval", t.checkpoint_interval, _number(t.checkpoint_interval, 0),
          ">= 0 (0: no periodic checkpoint)"),
-        ("train.log_interval", t.log_interval, _number(t.log_interval, 1), "a whole number >= 1"),
+        ("train.log_interval", t.log_interval, _number(t.log_interval, 1), whole),
         ("train.seed", t.seed, _number(t.seed, 0, 2 ** 31 - 1), "a whole number in 0 .. 2**31 - 1"),
         ("train.workers", t.workers, _number(t.workers, 0), ">= 0 (0: load data in the training process)"),
         ("train.device", t.device, isinstance(t.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device)
@@ -202,27 +206,29 @@ def _rules(cfg: Config) -> list[tuple[str, object, bool, str]]:
         ("optim.weight_decay", o.weight_decay, _number(o.weight_decay, 0), "a number >= 0"),
         ("optim.betas", o.betas, _all(o.betas, 0, 1) and max(o.betas) < 1, "two numbers in [0, 1)"),
         ("optim.warmup_iters", o.warmup_iters, _number(o.warmup_iters, 0), "a whole number >= 0"),
-        ("optim.warmup_ratio", o.warmup_ratio, _number(o.warmup_ratio, 0, 1), "a number in [0, 1] (lr factor at iteration 0)"),
+        ("optim.warmup_ratio", o.warmup_ratio, _number(o.warmup_ratio, 0, 1),
+         "a number in [0, 1] (the lr factor at iteration 0)"),
         ("optim.poly_power", o.poly_power, _number(o.poly_power, 0), "a number >= 0"),
-        ("optim.min_lr", o.min_lr, _number(o.min_lr, 0, o.lr if _number(o.lr) else math.inf), "a number in [0, optim.lr]"),
-        ("optim.clip_grad", o.clip_grad, o.clip_grad is None or _number(o.clip_grad, 0, low_open=True), "None or a number > 0"),
+        ("optim.min_lr", o.min_lr, _number(o.min_lr, 0, o.lr if _number(o.lr) else math.inf),
+         "a number in [0, optim.lr]"),
+        ("optim.clip_grad", o.clip_grad, maybe(o.clip_grad, 0, low_open=True), "None or a number > 0"),
         ("data.crop", d.crop, _all(d.crop, 1), "(height, width), each >= 1"),
-        ("data.scale_range", d.scale_range, _all(d.scale_range, 0, low_open=True) and d.scale_range[0] <= d.scale_range[1],
+        ("data.scale_range", d.scale_range, ordered(d.scale_range, 0, math.inf, low_open=True),
          "(low, high) with 0 < low <= high"),
-        ("data.scale_base", d.scale_base, d.scale_base is None or _all(d.scale_base, 1), "None or (short, long), each >= 1"),
-        ("data.short_sides", d.short_sides, d.short_sides is None or _all(d.short_sides, 1), "None or sizes >= 1"),
-        ("data.max_size", d.max_size, optional(d.max_size, 1), "None or a whole number >= 1"),
-        ("data.cat_max_ratio", d.cat_max_ratio, d.cat_max_ratio is None or _number(d.cat_max_ratio, 0, 1, low_open=True),
+        ("data.scale_base", d.scale_base, maybe_all(d.scale_base, 1), "None or (short, long), each >= 1"),
+        ("data.short_sides", d.short_sides, maybe_all(d.short_sides, 1), "None or sizes >= 1"),
+        ("data.max_size", d.max_size, maybe(d.max_size, 1), f"None or {whole}"),
+        ("data.cat_max_ratio", d.cat_max_ratio, maybe(d.cat_max_ratio, 0, 1, low_open=True),
          "None or a fraction in (0, 1]"),
-        ("data.hue", d.hue, _all(d.hue, -180, 180) and d.hue[0] <= d.hue[1], "(low, high) shifts in -180 .. 180, low <= high"),
+        ("data.hue", d.hue, ordered(d.hue, -180, 180), "(low, high) shifts in -180 .. 180, low <= high"),
         ("data.pad", d.pad, d.pad in ("crop", "batch"), "'crop' or 'batch'"),
-        ("data.crop_tries", d.crop_tries, _number(d.crop_tries, 1), "a whole number >= 1"),
-        ("data.eval_short_side", d.eval_short_side, optional(d.eval_short_side, 1), "None or a whole number >= 1"),
-        ("data.eval_max_size", d.eval_max_size, optional(d.eval_max_size, 1), "None or a whole number >= 1"),
+        ("data.crop_tries", d.crop_tries, _number(d.crop_tries, 1), whole),
+        ("data.eval_short_side", d.eval_short_side, maybe(d.eval_short_side, 1), f"None or {whole}"),
+        ("data.eval_max_size", d.eval_max_size, maybe(d.eval_max_size, 1), f"None or {whole}"),
         ("eval.mode", e.mode, e.mode in ("whole", "slide"), "'whole' or 'slide'"),
         ("eval.crop", e.crop, _all(e.crop, 1), "(height, width), each >= 1"),
         ("eval.stride", e.stride, _all(e.stride, 1), "(height, width), each >= 1"),
-        ("eval.batch_size", e.batch_size, _number(e.batch_size, 1), "a whole number >= 1"),
+        ("eval.batch_size", e.batch_size, _number(e.batch_size, 1), whole),
     ]
 
 

@@ -89,7 +89,8 @@ def check_options(name: str, options: dict, root: str | Path | None = None) -> N
     if not unknown or name not in MARKERS and name not in LAYOUT_OF:
         return
     owner = next((other for other in MARKERS if set(unknown) <= _accepted(other)), None)
-    whose = f" (options of the {owner!r} dataset{', the smoke profile' if owner == 'synthetic' else ''})" if owner else ""
+    smoke = ", the smoke profile" if owner == "synthetic" else ""
+    whose = f" (options of the {owner!r} dataset{smoke})" if owner else ""
     found = found_layouts(root) if root is not None else []
     where = f" (root {root}: {_found_text(found[0], Path(root))})" if found else ""
     raise ValueError(f"dataset {name!r}{where} takes no option(s) {unknown}{whose}; it takes "

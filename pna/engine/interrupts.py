@@ -8,9 +8,9 @@ non-finite loss or gradient without saving anything.
   same command (or a requeued job, or the same cell) resumes from ``last.pt``. More signals while it
   stops are only noted: the state being saved is written whole (``last.pt`` is replaced atomically,
   :mod:`pna.engine.checkpoint`; a process killed meanwhile leaves the previous one). Outside the
-  loop (building the model, the final evaluation, waiting for a run folder's lock) SIGTERM and
-  SIGUSR1 raise :class:`StopRequested` at once (:class:`RaiseOnSignal`), so that the run folder's
-  lock is released and nothing half-done is kept.
+  loop (building the model, the final evaluation, waiting for a run folder's lock) the same signals
+  raise :class:`StopRequested` at once (:class:`RaiseOnSignal`), which ``train`` turns into
+  :class:`TrainingInterrupted` naming what is saved, after releasing the run folder's lock.
 * **A non-finite loss or gradient** raises :class:`NonFiniteError` (one line: the iteration and the
   outputs whose loss went bad) before the optimiser steps, so no bad update is taken and ``last.pt``
   keeps the last good state; no ``done.json``, no results JSON. With AMP (fp16) the grad scaler skips
@@ -71,7 +71,7 @@ class TrainingInterrupted(Exception):
 
 
 class StopRequested(BaseException):
-    """SIGTERM / SIGUSR1 outside the training loop (:class:`RaiseOnSignal`). A BaseException, like
+    """A stop signal outside the training loop (:class:`RaiseOnSignal`). A BaseException, like
     KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
 
     def __init__(self, signal_name: str):
@@ -109,7 +109,8 @@ class StopSignals:
 
 
 class RaiseOnSignal(StopSignals):
-    """Within ``with``: SIGTERM and SIGUSR1 raise :class:`StopRequested` where the program is."""
+    """Within ``with``: the signals (SIGTERM and SIGUSR1 by default) raise :class:`StopRequested`
+    where the program is."""
 
     def _note(self, signum, frame) -> None:
         raise StopRequested(signal.Signals(signum).name)

@@ -146,7 +146,8 @@ def stale_reason(holder: dict, now: float | None = None) -> str | None:
             return f"process {pid} ended; its id now belongs to another process"
         return None
     if silent > STALE_AFTER_S:
-        return f"no heartbeat from {holder.get('host')} for {silent:.0f} s (a lock is stale after {STALE_AFTER_S:.0f} s)"
+        return (f"no heartbeat from {holder.get('host')} for {silent:.0f} s (a lock is stale after "
+                f"{STALE_AFTER_S:.0f} s)")
     return None
 
 
