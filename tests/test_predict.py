@@ -186,3 +186,22 @@ def test_a_real_photo_with_a_generated_authors_file_in_the_voc_format(samples_di
         labels = dataset.read_label(dataset.samples[0].label)
         assert labels.shape == (height, width) and labels.max() <= 20
         assert np.array_equal(labels, np.asarray(Image.open(out / "labels" / f"{name}_P4.png")))
+
+
+# ---- the pictures ---------------------------------------------------------------------------------
+def test_overlay_blends_half_and_half_and_the_legend_lists_the_largest_class_first():
+    from pna.inference.pictures import changed_pixels, overlay, present_classes
+
+    rgb = np.full((10, 20, 3), 100, dtype=np.uint8)
+    labels = np.zeros((10, 20), dtype=np.uint8)
+    labels[:, 14:] = 2  # class 2: 60 pixels, class 0: 140
+    palette = [(0, 0, 0), (9, 9, 9), (200, 0, 40)]
+    picture = np.asarray(overlay(rgb, labels, palette, ["sky", "road", "car"]))
+    assert picture[0, 0].tolist() == [50, 50, 50] and picture[0, 19].tolist() == [150, 50, 70]  # (100 + colour) / 2
+    assert present_classes(labels) == ([0, 2], 0)
+    before, after = labels.copy(), labels.copy()
+    after[:5, :4] = 1  # 20 of 200 pixels change
+    shown, share = changed_pixels(rgb, before, after)
+    assert share == pytest.approx(0.1)
+    highlighted = np.all(shown == shown[0, 0], axis=2)
+    assert highlighted.sum() == 20 and highlighted[:5, :4].all() and not np.array_equal(shown[0, 0], shown[9, 19])

@@ -3,8 +3,9 @@
 * :func:`overlay`: the image blended with the class colours, and beside it a legend of the classes
   the prediction holds (largest first), drawn with Pillow.
 * :func:`stage_figure`: one figure per image: the image and P0..P4 in the top row; below each
-  refinement stage, the pixels it changed (in their new class's colour over the dimmed image, with
-  the share of the image), so the refinement is visible at a glance. Drawn with matplotlib's
+  refinement stage, the pixels it changed (magenta over the faded image, with the share of the
+  image; the row above says what they became), so the refinement is visible at a glance. One
+  highlight colour, not the new class's: a change to a dark or a white class would not show. Drawn with matplotlib's
   object API (no pyplot state: safe in a loop and in a notebook).
 
 Example::
@@ -24,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 OVERLAY_ALPHA = 0.5     # share of the class colour in the blend
 LEGEND_ROWS = 24        # at most this many classes are listed (the largest), "+N more" after them
-DIMMED = 0.35           # brightness of the image under the changed pixels
+FADED = 0.35            # share of the image in the faded (light grey) background of the change maps
+CHANGED = (230, 0, 170)  # the changed pixels' highlight
 PANEL_INCHES = 2.6      # width of one panel of the stage figure
 FIGURE_DPI = 110
 
@@ -78,13 +80,13 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]
     return out
 
 
-def changed_pixels(rgb: np.ndarray, before: np.ndarray, after: np.ndarray,
-                   palette: Sequence[Sequence[int]]) -> tuple[np.ndarray, float]:
-    """The dimmed image with the pixels where ``after`` differs from ``before`` in ``after``'s
-    colours, and the share of the image they cover."""
+def changed_pixels(rgb: np.ndarray, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, float]:
+    """The faded grey image with the pixels where ``after`` differs from ``before`` highlighted,
+    and the share of the image they cover."""
     changed = np.asarray(before) != np.asarray(after)
-    picture = (DIMMED * rgb).astype(np.uint8)
-    picture[changed] = colour(after, palette)[changed]
+    grey = rgb.astype(np.float32).mean(axis=2, keepdims=True)
+    picture = np.repeat(FADED * grey + (1 - FADED) * 255, 3, axis=2).astype(np.uint8)
+    picture[changed] = CHANGED
     return picture, float(changed.mean())
 
 
@@ -111,9 +113,9 @@ def stage_figure(rgb: np.ndarray, stages: Mapping[str, np.ndarray], palette: Seq
             axes[1, n].text(0.5, 0.5, f"{name}: the coarse prediction\nbelow: what each\nlater stage changed",
                             ha="center", va="center", fontsize=8, transform=axes[1, n].transAxes)
             continue
-        picture, share = changed_pixels(rgb, stages[names[n - 2]], stages[name], palette)
+        picture, share = changed_pixels(rgb, stages[names[n - 2]], stages[name])
         axes[1, n].imshow(picture, interpolation="nearest")
-        axes[1, n].set_title(f"{names[n - 2]} -> {name}: {100 * share:.1f}% changed", fontsize=8)
+        axes[1, n].set_title(f"{names[n - 2]} -> {name}: {100 * share:.1f}% changed (magenta)", fontsize=8)
     ids, more = present_classes(np.concatenate([np.asarray(s).ravel() for s in stages.values()]), limit=12)
     handles = [Patch(facecolor=np.asarray(palette[k]) / 255, edgecolor="0.4",
                      label=str(classes[k]) if k < len(classes) else str(k)) for k in ids]
