@@ -52,6 +52,7 @@ def photos(folder, count=3, size=(30, 44)):
 
 
 # ---- the same labels as `pna evaluate` ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", [{}, {"data.eval_short_side": 48, "eval.mode": "slide", "eval.crop": (32, 32),
                                            "eval.stride": (24, 24)}], ids=["whole", "resized-slide"])
 def test_predict_gives_exactly_the_labels_evaluate_scores(tmp_path, monkeypatch, protocol):
@@ -100,6 +101,20 @@ def test_a_corrupt_file_among_three_gives_two_outputs_one_error_line_and_status_
     assert summary["written"] == 2 and summary["failed"] == 1 and summary["failures"][0]["input"].endswith("p1.png")
     assert summary["model"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert [r["size"] for r in summary["images"]] == [[30, 44], [30, 44]]
+
+
+def test_each_conversion_is_said_once_and_counted(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "gray"
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((20, 30), 40 * k, dtype=np.uint8)).save(folder / f"g{k}.png")
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    assert dispatch(["predict", str(folder), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                     "--workers", "0"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "grayscale (L)" in line]
+    assert len(said) == 1 and said[0].startswith("predict: note:")
+    summary = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert summary["conversions"] == {"grayscale (L): the channel repeated to RGB": 3}
 
 
 def test_outputs_are_never_overwritten_without_overwrite(checkpoint, tmp_path):
@@ -177,7 +192,7 @@ def test_a_real_photo_with_a_generated_authors_file_in_the_voc_format(samples_di
     from pna.data import build_dataset
     from pna.data.fixtures import write_fixture
 
-    root = write_fixture("voc", tmp_path / "voc", num_train=0, num_eval=1, size=(4, 4))
+    root = write_fixture("voc", tmp_path / "voc", num_train=0, num_eval=1, size=(24, 24))
     dataset = build_dataset("voc", root, "val")
     for name in ("2007_000032", "2007_000063"):
         width, height = Image.open(src / "JPEGImages" / f"{name}.jpg").size
