@@ -5,7 +5,9 @@
 (:func:`pna.engine.evaluate.predict_stage_logits`, which pads to the model's size divisor and crops
 back), resizes every stage's logits bilinearly to the image's own size and takes the arg-max.
 :func:`stage_labels` does exactly that, so :func:`predict` gives the labels ``pna evaluate`` scores
-for the same image (tested). ``mode`` and ``size`` change the protocol when asked.
+for the same image (tested; a dataset's images are read as stored, while :func:`predict` applies an
+EXIF orientation tag: they differ only for an image that has one). ``mode`` and ``size`` change the
+protocol when asked.
 
 Example::
 
