@@ -22,9 +22,8 @@ Example::
 """
 from pathlib import Path
 
-from pna.files.limits import check_safetensors
 from pna.files.refusals import DamagedFileError, UnsafeFileError
-from pna.files.safe_load import load_file
+from pna.files.safe_load import check_safetensors, load_file
 from pna.files.trust import TRUST_ENV, is_trusted, trust, trusted_files, trusting
 
 __all__ = ["TRUST_ENV", "DamagedFileError", "UnsafeFileError", "check_safetensors", "is_trusted", "load_file",

@@ -17,7 +17,7 @@ Where the bound is enforced:
   exceed the bound; torch then allocates at most what the entries hold;
 * :func:`pna.files.torch_scan.check_declared_storages`: the storages a ``torch.save`` pickle declares
   (legacy files allocate them before reading their bytes);
-* :func:`check_safetensors`: the header's length and every tensor's extent against the file's size;
+* :func:`check_safetensors_extents`: the header's length and every tensor's extent against the file's size;
 * the final walk (:mod:`pna.files.walk`): every tensor's logical size and the distinct storages.
 """
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _read_exactly(f, n: int, what: str) -> bytes:
     return data
 
 
-def check_safetensors(path: Path) -> None:
+def check_safetensors_extents(path: Path) -> None:
     """Refuse a safetensors file whose header or tensors reach beyond the file, before the library reads it."""
     size = path.stat().st_size
     with open(path, "rb") as f:

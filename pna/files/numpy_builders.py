@@ -13,10 +13,12 @@ names instead. They never call numpy on what the file says until it is checked:
   void, string, datetime or subarray dtype, no zero item size); the BUILD state may give the byte
   order and nothing else (no names, fields, subarray; flags without numpy's object bits);
 * arrays: a shape of non-negative ints, ``len(raw) == prod(shape) * itemsize`` exactly, then
-  ``np.frombuffer`` over the file's bytes, copied (so a file cannot ask for more than it holds);
+  ``np.frombuffer`` over the file's bytes (so a file cannot ask for more than it holds; arrays read
+  from ``bytes`` are read-only views, copy them to write);
 * scalars: ``len(raw) == itemsize``.
 
-Every array, scalar and byte string they make is charged to the file's budget (:mod:`pna.files.limits`).
+Every scalar and byte string they make is charged to the file's budget (:mod:`pna.files.limits`),
+every array by the final walk.
 :class:`PendingDtype` and :class:`PendingArray` are what the file's REDUCE gets back; BUILD sets
 their state; the final walk (:mod:`pna.files.walk`) swaps each PendingArray for its array.
 """
@@ -109,10 +111,12 @@ def materialise(raw: Any, dtype: np.dtype, shape: tuple[int, ...], order: str, w
     if len(data) != count * dtype.itemsize:
         raise Refused("crafted", f"{what} of shape {shape} and dtype {dtype} ({count * dtype.itemsize:,} bytes) "
                                  f"over {len(data):,} bytes")
-    charge(len(data), f"{what} of shape {shape} and dtype {dtype}")
     if count == 0:
         return np.empty(shape, dtype, order=order)
-    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order).copy(order="K")
+    # A view of the file's bytes (read-only over bytes, as numpy's frombuffer gives it): no allocation here;
+    # the final walk charges every array's bytes to the file's bound, so N arrays over one shared buffer
+    # cannot multiply what the file holds.
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order)
 
 
 class PendingArray:

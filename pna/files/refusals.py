@@ -76,9 +76,9 @@ def cause_of(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def refusal_error(path: str | Path, refused: Refused) -> UnsafeFileError:
-    """The one-line error for ``path`` refused by one of the reader's layers."""
-    hint = TRUST_HINT.format(path=path)
+def refusal_error(path: str | Path, refused: Refused, pickled: bool = True) -> UnsafeFileError:
+    """The one-line error for ``path`` refused by one of the reader's layers (``pickled``: trusting it helps)."""
+    hint = TRUST_HINT.format(path=path) if pickled else "safetensors files are never read unchecked"
     if refused.kind == "type":
         return UnsafeFileError(f"{path}: refused to unpickle {refused.what}: not a weights type (unpickling it "
                                f"could run code stored in the file); {hint}")

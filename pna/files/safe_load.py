@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from pna.files.limits import budget_for, check_zip
+from pna.files.limits import budget_for, check_safetensors_extents, check_zip
 from pna.files.numpy_builders import NUMPY_NAMES, PICKLE_ENCODING, PendingArray, PendingDtype
 from pna.files.refusals import (DamagedFileError, Refused, UnsafeFileError, damage_error, one_line,
                                 refusal_error)
@@ -60,7 +60,7 @@ from pna.files.trust import TRUST_ENV, is_trusted
 from pna.files.unpickler import unpickle
 from pna.files.walk import checked
 
-__all__ = ["DamagedFileError", "UnsafeFileError", "load_file"]
+__all__ = ["DamagedFileError", "UnsafeFileError", "check_safetensors", "load_file"]
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container since torch 1.6 is a zip archive
 LEGACY_TORCH_MAGIC = torch.serialization.MAGIC_NUMBER  # the first pickle of a legacy torch.save file
@@ -154,5 +154,19 @@ def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
                   "code stored in it runs", UserWarning, stacklevel=2)
     try:
         return _read_unrestricted(path, map_location)
+    except Exception as error:
+        raise damage_error(path, error) from error
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a safetensors file whose header or tensors reach beyond its size (:class:`UnsafeFileError`) or
+    whose header is no JSON (:class:`DamagedFileError`), before the safetensors library reads it."""
+    path = Path(path)
+    try:
+        check_safetensors_extents(path)
+    except Refused as refused:
+        raise refusal_error(path, refused, pickled=False) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
     except Exception as error:
         raise damage_error(path, error) from error

@@ -11,8 +11,9 @@ objects once, by identity) and accepts only:
 * tensors and parameters (strided, not nested) and torch's ``dtype`` / ``device`` / ``layout`` / ``memory_format``.
 
 It refuses a cycle and nesting deeper than :data:`MAX_DEPTH`, a tensor whose logical size exceeds the
-file's bound (a view of 3e9 elements over a one-element storage) and distinct storages that together
-do (:mod:`pna.files.limits`).
+file's bound (a view of 3e9 elements over a one-element storage), and distinct storages plus numpy
+arrays that together do (:mod:`pna.files.limits`): arrays are views of the file's bytes, so many
+arrays over one shared buffer would multiply what a later copy allocates.
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ class _Walk:
         self.open: set[int] = set()  # ids being walked: meeting one again is a cycle
         self.keep: list[Any] = []  # keeps walked objects alive so that their ids stay theirs
         self.storages: dict[tuple[str, int], int] = {}
-        self.tensor_budget = Budget(file_size)
-        self.bound = self.tensor_budget.bound
+        self.data_budget = Budget(file_size)
+        self.bound = self.data_budget.bound
 
     def visit(self, obj: Any, depth: int) -> Any:
         if type(obj) in PLAIN:
@@ -119,8 +120,7 @@ class _Walk:
         dtype = array.dtype
         if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.fields or dtype.subdtype or not dtype.itemsize:
             raise Refused("crafted", f"a numpy array of dtype {dtype}")
-        if array.nbytes > self.bound:
-            raise Refused("size", f"a numpy array of {array.nbytes:,} bytes, beyond the bound of {self.bound:,}")
+        self.data_budget.charge(array.nbytes, f"numpy arrays (the last of shape {array.shape} and dtype {dtype})")
         return array
 
     def _tensor(self, tensor: torch.Tensor) -> None:
@@ -134,7 +134,7 @@ class _Walk:
         key = (str(tensor.device), storage.data_ptr() or id(storage))
         if key not in self.storages:
             self.storages[key] = storage.nbytes()
-            self.tensor_budget.charge(storage.nbytes(), f"{len(self.storages):,} tensor storages")
+            self.data_budget.charge(storage.nbytes(), f"{len(self.storages):,} tensor storages")
 
 
 def checked(obj: Any, file_size: int) -> Any:
