@@ -153,3 +153,48 @@ def zip_bomb(path: Path, inflated: int = 64 << 20) -> Path:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def rewrite_torch_zip(path: Path, old: bytes, new: bytes) -> Path:
+    """``path`` (a torch.save zip) with ``old`` replaced by ``new`` once in its data.pkl."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        records = {info.filename: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in records.items():
+            if name.endswith("/data.pkl"):
+                assert data.count(old) == 1, (old, data)
+                data = data.replace(old, new)
+            archive.writestr(name, data)
+    return path
+
+
+def tensor_beyond_storage(path: Path) -> Path:
+    """A tensor of 100 elements over its 3-element storage (torch: 'Trying to resize storage ...')."""
+    torch.save({"w": torch.ones(3)}, path)
+    return rewrite_torch_zip(path, b"K\x00K\x03\x85", b"K\x00Kd\x85")
+
+
+def shared_buffer_arrays(copies: int = 64, nbytes: int = 1 << 20) -> bytes:
+    """``copies`` numpy arrays over one ``nbytes`` byte string, stored once and referenced by the memo."""
+    raw = bytes(nbytes)
+    dtype = _Reduce(np.dtype, ("u1", False, True), (3, "|", None, None, None, -1, -1, 0))
+    arrays = [_Reduce(_reconstruct(), (np.ndarray, (0,), b"b"), (1, (nbytes,), dtype, False, raw)) for _ in range(copies)]
+    return pickle.dumps({"model": {f"w{i}": a for i, a in enumerate(arrays)}}, protocol=4)
+
+
+def shared_list_sets(copies: int = 2000, items: int = 10_000) -> bytes:
+    """``copies`` sets built from one shared list of ``items`` ints: memory grows as copies x items."""
+    shared = list(range(items))
+    return pickle.dumps([_Reduce(set, (shared,)) for _ in range(copies)], protocol=2)
+
+
+def nested_lists(depth: int = 100_000) -> bytes:
+    """Lists nested ``depth`` deep, in 2 bytes a level."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def self_containing_list() -> bytes:
+    """A list that contains itself (the memo's GET of the list being built)."""
+    return b"\x80\x02]q\x00h\x00a."

@@ -6,6 +6,7 @@ the user trusts by name is read with the unrestricted unpickler (the marker appe
 The entry points that read files (backbone weights, notebooks, the authors' models, resume,
 evaluate) are in ``test_safe_load_entry_points.py``.
 """
+import json
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from malicious_files import FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious, write_file
-from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusting
+from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusted_files, trusting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +84,49 @@ def test_trust_is_per_file_and_reaches_child_processes(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="trusted file not found: .*typo.pkl"):
         with trusting([tmp_path / "typo.pkl"]):
             pass
+
+
+@pytest.mark.parametrize("name", ["a:evil.pkl", "a,evil.pkl", "a\nevil.pkl", 'a"evil.pkl'])
+def test_a_path_holding_a_separator_is_trusted_exactly_and_nothing_else(tmp_path, monkeypatch, name):
+    """``--trust-file 'w/a:evil.pkl'`` once trusted ``evil.pkl`` of the current folder, not the file named."""
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    (tmp_path / "w").mkdir()
+    named, _ = malicious(tmp_path / "w", name)
+    decoys = [malicious(tmp_path, "evil.pkl")[0], malicious(tmp_path / "w", "a")[0], malicious(tmp_path / "w", "evil.pkl")[0]]
+    monkeypatch.chdir(tmp_path)
+    with trusting([f"w/{name}"]):
+        assert is_trusted(named) and not any(is_trusted(decoy) for decoy in decoys)
+        assert trusted_files() == [named.resolve()]
+        for decoy in decoys:
+            with pytest.raises(UnsafeFileError):
+                load_file(decoy)
+
+
+def test_a_child_started_in_another_folder_sees_the_same_trusted_files(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    (tmp_path / "here").mkdir(), (tmp_path / "there").mkdir()
+    for folder in ("here", "there"):
+        malicious(tmp_path / folder, "R-52.pkl")
+    monkeypatch.chdir(tmp_path / "here")
+    with trusting(["R-52.pkl"]):  # said relative to here
+        child = subprocess.run([sys.executable, "-c", "import json; from pna.files import trusted_files, is_trusted; "
+                                "print(json.dumps([str(p) for p in trusted_files()])); print(is_trusted('R-52.pkl'))"],
+                               cwd=tmp_path / "there", capture_output=True, text=True, check=True)
+    trusted, there = child.stdout.splitlines()
+    assert json.loads(trusted) == [str((tmp_path / "here" / "R-52.pkl").resolve())] and there == "False"
+
+
+def test_a_hand_written_trust_list_must_be_absolute(tmp_path, monkeypatch):
+    path, _ = malicious(tmp_path, "R-52.pkl")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(TRUST_ENV, "R-52.pkl")
+    with pytest.raises(ValueError, match=f"^{TRUST_ENV} holds the relative path 'R-52.pkl': write absolute paths"):
+        is_trusted(path)
+    monkeypatch.setenv(TRUST_ENV, json.dumps([str(path)]))
+    assert is_trusted("R-52.pkl")
+    monkeypatch.setenv(TRUST_ENV, '["unclosed')
+    with pytest.raises(ValueError, match=f"^{TRUST_ENV} is not a valid JSON list of paths"):
+        is_trusted(path)
 
 
 def test_trust_file_on_the_command_line(tmp_path, monkeypatch):
