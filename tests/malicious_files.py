@@ -49,6 +49,16 @@ def write_file(path: Path, obj, fmt: str) -> Path:
     return path
 
 
+def python2_detectron2_pickle() -> bytes:
+    """What Python 2's cPickle (protocol 2) wrote for ``{"model": {"w": float32 [1.0, 2.0]},
+    "__author__": "Detectron2"}``: str as SHORT_BINSTRING, numpy.core names (written by hand)."""
+    raw = np.float32([1.0, 2.0]).tobytes()
+    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
+             b"(K\x01K\x02\x85" + dtype + b"\x89U" + bytes([len(raw)]) + raw + b"tb")
+    return (b"\x80\x02}(U\x05model}U\x01w" + array + b"sU\n__author__U\nDetectron2u.")
+
+
 def malicious(tmp_path: Path, name: str = "R-52.pkl", payload: str = "system", fmt: str = "pkl2") -> tuple[Path, Path]:
     """A weights-looking file with a payload beside real tensors, and the marker it would write."""
     marker = tmp_path / f"marker-{payload}-{fmt}"

@@ -18,7 +18,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from malicious_files import FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious, write_file
+from malicious_files import (FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious,
+                             python2_detectron2_pickle, write_file)
 from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusted_files, trusting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,19 +152,9 @@ STATE = {"stem.conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "res
          "count": np.int64(7), "flags": np.array([True, False])}
 
 
-def _python2_detectron2_pickle() -> bytes:
-    """What Python 2's cPickle (protocol 2) wrote for ``{"model": {"w": float32 [1.0, 2.0]},
-    "__author__": "Detectron2"}``: str as SHORT_BINSTRING, numpy.core names (written by hand)."""
-    raw = np.float32([1.0, 2.0]).tobytes()
-    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
-             b"(K\x01K\x02\x85" + dtype + b"\x89U" + bytes([len(raw)]) + raw + b"tb")
-    return (b"\x80\x02}(U\x05model}U\x01w" + array + b"sU\n__author__U\nDetectron2u.")
-
-
 def test_a_python2_era_detectron2_pickle_loads(tmp_path):
     path = tmp_path / "R-52.pkl"
-    path.write_bytes(_python2_detectron2_pickle())
+    path.write_bytes(python2_detectron2_pickle())
     loaded = load_file(path)
     assert loaded["__author__"] == "Detectron2"
     np.testing.assert_array_equal(loaded["model"]["w"], np.float32([1.0, 2.0]))

@@ -45,6 +45,8 @@ class Refused(Exception):
 
     def __init__(self, kind: str, what: str):
         assert kind in self.KINDS, kind
+        what = "".join(c if c.isprintable() else repr(c)[1:-1] for c in what)  # a name may hold a newline
+        what = what if len(what) <= MAX_CAUSE_CHARS else what[:MAX_CAUSE_CHARS - 3] + "..."
         super().__init__(f"{kind}: {what}")
         self.kind, self.what = kind, what
 

@@ -1,0 +1,35 @@
+"""A short seeded fuzzing run of the weights reader (``fuzz_reader.py``, atheris / libFuzzer) in a child
+process: 3,000 inputs mutated from the seed corpus (every format read, the crafted attacks) must give
+no crash, hang, out-of-memory or unexpected exception. The long run is ``benchmarks/fuzz_reader.py``
+(results/benchmarks/fuzz_reader.csv). Inputs that once crashed the reader are replayed from
+``fuzz_regressions/`` (none has so far: the folder holds the ones fuzzing finds)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+RUNS = 3000
+SEED = 1  # libFuzzer's random seed: the same mutations on every run
+
+
+@pytest.mark.slow
+def test_a_short_seeded_fuzzing_run_finds_nothing(tmp_path):
+    child = subprocess.run([sys.executable, str(HERE / "fuzz_reader.py"), "--seeds", str(tmp_path / "corpus"),
+                            f"-runs={RUNS}", f"-seed={SEED}", "-timeout=20", "-rss_limit_mb=4096",
+                            f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
+                           capture_output=True, text=True, timeout=600)
+    log = "\n".join(line for line in child.stderr.splitlines() if not line.startswith("INFO: Instrumenting"))
+    assert child.returncode == 0, log[-3000:]
+    assert f"Done {RUNS} runs" in log, log[-3000:]
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*")) and not list(tmp_path.glob("oom-*"))
+
+
+def test_inputs_that_once_crashed_the_reader_are_refused_in_one_line(tmp_path):
+    from fuzz_reader import TestOneInput
+
+    found = sorted((HERE / "fuzz_regressions").glob("*"))
+    for path in found:
+        TestOneInput(path.read_bytes())  # raises on anything but data or one of our one-line errors
+    assert all(path.stat().st_size > 0 for path in found)
