@@ -6,8 +6,10 @@ the user trusts by name is read with the unrestricted unpickler (the marker appe
 The entry points that read files (backbone weights, notebooks, the authors' models, resume,
 evaluate) are in ``test_safe_load_entry_points.py``.
 """
+import collections
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -169,6 +171,29 @@ def test_detectron2_pickles_of_numpy_arrays_load(tmp_path, fmt):
     for key, value in STATE.items():
         np.testing.assert_array_equal(loaded["model"][key], value)
         assert np.asarray(loaded["model"][key]).dtype == np.asarray(value).dtype
+
+
+LAYOUTS = {"c": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran_big_endian": np.asfortranarray(
+    np.arange(6.0).reshape(2, 3).astype(">f8")), "big_endian": np.arange(6).astype(">i4"), "empty": np.zeros((0, 5), np.int16),
+    "empty_big_endian": np.zeros((0, 2), ">f4"), "zero_d": np.array(3.5), "int64": np.int64(7), "bool": np.bool_(True),
+    "complex64": np.complex64(1 + 2j), "float16": np.float16(3), "big_endian_scalar": np.array(5, ">i2")[()]}
+PLAIN_VALUES = {"ordered": collections.OrderedDict(a=1), "set": {1, 2}, "frozenset": frozenset({3}), "complex": 1 + 2j,
+                "bytearray": bytearray(b"xy"), "bytes": b"ab", "empty_bytes": b"", "list": [1, 2.5, None, "x"]}
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_every_layout_loads_as_numpy_itself_unpickles_it(tmp_path, protocol):
+    """Reference: the unrestricted pickle.loads with numpy's own callables (the file is genuine)."""
+    path = tmp_path / "R-52.pkl"
+    path.write_bytes(pickle.dumps({"model": LAYOUTS, **PLAIN_VALUES}, protocol=protocol))
+    loaded, reference = load_file(path), pickle.loads(path.read_bytes())
+    for key, expected in reference["model"].items():
+        got = loaded["model"][key]
+        assert type(got) is type(expected) and np.asarray(got).dtype.str == np.asarray(expected).dtype.str, key
+        assert np.asarray(got).shape == np.asarray(expected).shape and np.array_equal(got, expected), key
+        assert np.asarray(got).flags.f_contiguous == np.asarray(expected).flags.f_contiguous, key
+    for key in PLAIN_VALUES:
+        assert type(loaded[key]) is type(reference[key]) and loaded[key] == reference[key], key
 
 
 def test_torch_files_load_state_dicts_and_mmseg_containers(tmp_path):

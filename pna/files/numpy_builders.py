@@ -104,19 +104,26 @@ def _shape_of(shape: Any, what: str) -> tuple[int, ...]:
     return shape
 
 
-def materialise(raw: Any, dtype: np.dtype, shape: tuple[int, ...], order: str, what: str) -> np.ndarray:
-    """The array of ``shape`` whose bytes are ``raw``: refused unless ``raw`` holds exactly its elements."""
+def materialise(raw: Any, dtype: np.dtype, shape: tuple[int, ...], order: str, what: str,
+                swap: bool = False) -> np.ndarray:
+    """The array of ``shape`` whose bytes are ``raw``: refused unless ``raw`` holds exactly its elements.
+    ``swap``: in native byte order, as numpy's ``ndarray.__setstate__`` gives it (``_frombuffer`` does not)."""
     data = _raw_bytes(raw, what)
     count = math.prod(shape)
     if len(data) != count * dtype.itemsize:
         raise Refused("crafted", f"{what} of shape {shape} and dtype {dtype} ({count * dtype.itemsize:,} bytes) "
                                  f"over {len(data):,} bytes")
+    native = dtype.newbyteorder("=") if swap else dtype
     if count == 0:
-        return np.empty(shape, dtype, order=order)
+        return np.empty(shape, native, order=order)
     # A view of the file's bytes (read-only over bytes, as numpy's frombuffer gives it): no allocation here;
     # the final walk charges every array's bytes to the file's bound, so N arrays over one shared buffer
     # cannot multiply what the file holds.
-    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order)
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order=order)
+    if native == dtype:
+        return array
+    charge(len(data), f"{what} of shape {shape} in native byte order")
+    return array.astype(native, order="K")
 
 
 class PendingArray:
@@ -136,7 +143,7 @@ class PendingArray:
             raise Refused("crafted", f"numpy array state {_short(state)}")
         shape, dtype, fortran, raw = state
         self.array = materialise(raw, _dtype_of(dtype, "a numpy array"), _shape_of(shape, "a numpy array"),
-                                 "F" if fortran else "C", "a numpy array")
+                                 "F" if fortran else "C", "a numpy array", swap=True)
 
 
 def ndarray_name(*args: Any) -> None:

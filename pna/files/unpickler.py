@@ -9,7 +9,7 @@ replaces the opcodes that run something:
 
 * globals come from :data:`PICKLE_GLOBALS` only (never imported): the validating numpy stand-ins of
   :mod:`pna.files.numpy_builders` and checked wrappers of ``set``, ``frozenset``, ``complex``,
-  ``bytearray``, ``OrderedDict`` and ``_codecs.encode``; anything else is refused by name;
+  ``bytes``, ``bytearray``, ``OrderedDict`` and ``_codecs.encode``; anything else is refused by name;
 * REDUCE calls only those; BUILD applies only to the numpy placeholders (which validate their
   state) and to an ``OrderedDict``'s attributes (torch's state dicts keep ``_metadata`` there);
 * NEWOBJ, NEWOBJ_EX, INST, OBJ (instances of classes), PERSID / BINPERSID (external objects) and
@@ -70,6 +70,11 @@ def _bytearray(data: Any = b"", encoding: str | None = None) -> bytearray:
     return bytearray(data)
 
 
+def _bytes(data: Any = b"", encoding: str | None = None) -> bytes:
+    """``bytes()`` as protocols < 3 write an empty byte string (``bytes(n)`` is never called)."""
+    return bytes(_bytearray(data, encoding))
+
+
 def _set(items: Any = ()) -> set:
     charged_len(items, "a set")
     return set(items)
@@ -91,7 +96,7 @@ def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:
     return complex(real, imag)
 
 
-_BUILTINS = {"set": _set, "frozenset": _frozenset, "complex": _complex, "bytearray": _bytearray}
+_BUILTINS = {"set": _set, "frozenset": _frozenset, "complex": _complex, "bytearray": _bytearray, "bytes": _bytes}
 PICKLE_GLOBALS: dict[str, Any] = {
     **NUMPY_NAMES,
     "collections.OrderedDict": _ordered_dict,
