@@ -43,7 +43,7 @@ from pna.models.backbones.checkpoint_io import read_safetensors
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import malicious_files as files  # noqa: E402
 
-WORK = Path(tempfile.mkdtemp(prefix="fuzz_reader-"))
+WORK = Path(tempfile.gettempdir()) / f"fuzz_reader-{os.getpid()}"  # made on the first input, not on import
 PICKLE_PATH, SAFETENSORS_PATH = WORK / "input.pth", WORK / "input.safetensors"
 SENTINELS = (numeric._frombuffer, np.frombuffer, np.dtype)  # their defaults must stay the process's
 DEFAULTS = [getattr(f, "__defaults__", None) for f in SENTINELS]
@@ -96,6 +96,7 @@ def _read(reader, path: Path) -> None:
 
 
 def TestOneInput(data: bytes) -> None:
+    WORK.mkdir(exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for path, reader in ((PICKLE_PATH, load_file), (SAFETENSORS_PATH, read_safetensors)):

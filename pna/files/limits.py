@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pna.files.refusals import Refused
+from pna.files.refusals import Refused, short
 
 # What a file may ask for beyond its own size: room for the Python objects around the data (dict and
 # list slots, small strings) and for tiny files (an empty state dict is ~300 bytes). 1 MiB is far below
@@ -134,12 +134,12 @@ def _nbytes(entry: dict) -> int:
 def _check_tensor_entry(name: str, entry: object, data_bytes: int) -> None:
     """One tensor of a safetensors header: a known dtype, a shape and an extent inside the data."""
     if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPE_BYTES:
-        raise Refused("crafted", f"safetensors entry {name!r} is not a tensor of a known dtype: {str(entry)[:80]}")
+        raise Refused("crafted", f"safetensors entry {name!r} is not a tensor of a known dtype: {short(entry)}")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     valid = (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
              and isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets))
     if not valid:
-        raise Refused("crafted", f"safetensors entry {name!r} has no valid shape and data_offsets: {str(entry)[:80]}")
+        raise Refused("crafted", f"safetensors entry {name!r} has no valid shape and data_offsets: {short(entry)}")
     begin, end = offsets
     nbytes = _nbytes(entry)
     if not 0 <= begin <= end <= data_bytes or end - begin != nbytes:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from pna.files.limits import POINTER_BYTES, charge
-from pna.files.refusals import Refused
+from pna.files.refusals import Refused, short
 
 # numpy's type codes ('f4', 'i8', 'b1', ...) of bool, integers, floats and complex, as dtype pickles name them.
 NUMERIC_CODES = frozenset(np.dtype(code).str[1:] for code in "?bBhHiIlLqQefdgFDG")
@@ -38,11 +38,6 @@ BYTE_ORDERS = ("<", ">", "|", "=")
 MAX_DIMS = 64  # numpy 2's NPY_MAXDIMS
 ARRAY_ORDERS = ("C", "F")
 PICKLE_ENCODING = "latin1"  # Python 2 str (numpy's raw bytes) read back as str: one char per byte
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _raw_bytes(raw: object, what: str) -> bytes | bytearray:
@@ -68,14 +63,14 @@ class PendingDtype:
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
-            raise Refused("crafted", f"numpy dtype state {_short(state)}")
+            raise Refused("crafted", f"numpy dtype state {short(state)}")
         endian, subarray, names, fields, elsize, alignment, flags = state[1:8]
         metadata = state[8] if len(state) == 9 else None
         simple = (endian in BYTE_ORDERS and subarray is None and names is None and fields is None
                   and elsize in (-1, self.base.itemsize) and type(alignment) is int and flags == 0
                   and metadata in (None, {}))
         if not simple:
-            raise Refused("crafted", f"numpy dtype {self.base.str[1:]} with state {_short(state)} (a structured, "
+            raise Refused("crafted", f"numpy dtype {self.base.str[1:]} with state {short(state)} (a structured, "
                                      "object or subarray dtype)")
         self.dtype = self.base.newbyteorder(endian) if endian in "<>" else self.base
 
@@ -88,7 +83,7 @@ def numpy_dtype(code: Any, align: Any = False, copy: Any = True) -> PendingDtype
     if isinstance(code, bytes):
         code = code.decode(PICKLE_ENCODING)
     if not isinstance(code, str) or code not in NUMERIC_CODES:
-        raise Refused("crafted", f"numpy dtype {_short(code)} (only bool, integer, float and complex dtypes are weights)")
+        raise Refused("crafted", f"numpy dtype {short(code)} (only bool, integer, float and complex dtypes are weights)")
     return PendingDtype(np.dtype(code))
 
 
@@ -100,7 +95,7 @@ def _dtype_of(value: Any, what: str) -> np.dtype:
 
 def _shape_of(shape: Any, what: str) -> tuple[int, ...]:
     if not isinstance(shape, tuple) or len(shape) > MAX_DIMS or not all(type(n) is int and n >= 0 for n in shape):
-        raise Refused("crafted", f"{what} of shape {_short(shape)}")
+        raise Refused("crafted", f"{what} of shape {short(shape)}")
     return shape
 
 
@@ -140,7 +135,7 @@ class PendingArray:
         if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
             state = state[1:]
         if not isinstance(state, tuple) or len(state) != 4 or type(state[2]) not in (bool, int) or state[2] not in (0, 1):
-            raise Refused("crafted", f"numpy array state {_short(state)}")
+            raise Refused("crafted", f"numpy array state {short(state)}")
         shape, dtype, fortran, raw = state
         self.array = materialise(raw, _dtype_of(dtype, "a numpy array"), _shape_of(shape, "a numpy array"),
                                  "F" if fortran else "C", "a numpy array", swap=True)
@@ -154,7 +149,7 @@ def ndarray_name(*args: Any) -> None:
 def reconstruct(subtype: Any, shape: Any = (0,), typecode: Any = b"b") -> PendingArray:
     """``numpy.core.multiarray._reconstruct``: an empty plain ndarray, filled by BUILD."""
     if subtype is not ndarray_name or shape != (0,) or typecode not in (b"b", "b"):
-        raise Refused("crafted", f"numpy _reconstruct{_short((subtype, shape, typecode))}")
+        raise Refused("crafted", f"numpy _reconstruct{short((subtype, shape, typecode))}")
     return PendingArray()
 
 
@@ -171,7 +166,7 @@ def scalar(dtype: Any, data: Any = None) -> np.generic:
 def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     """``numpy.core.numeric._frombuffer`` (pickle protocol 5): an array over in-band bytes."""
     if order not in ARRAY_ORDERS:
-        raise Refused("crafted", f"numpy array of order {_short(order)}")
+        raise Refused("crafted", f"numpy array of order {short(order)}")
     return materialise(buffer, _dtype_of(dtype, "a numpy array"), _shape_of(shape, "a numpy array"), order,
                        "a numpy array")
 

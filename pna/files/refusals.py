@@ -17,6 +17,7 @@ Both are ValueErrors: the command line prints them as user errors (``pna.errors.
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 
 TRUST_HINT = ("if you trust this file, pass --trust-file {path} (notebooks: trust_files=[...]; Python: "
@@ -55,6 +56,15 @@ class Refused(Exception):
         """Whether reading the file unrestricted could succeed (a size refusal stays: no weights file
         asks for more memory than its own bytes)."""
         return self.kind != "size"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 40, 40  # a file's object, shown in a message
+
+
+def short(value: object) -> str:
+    """A file's object as a message shows it: a few levels and items, never the whole (it may be huge or deep)."""
+    return _SHORT.repr(value)
 
 
 def one_line(text: str) -> str:
