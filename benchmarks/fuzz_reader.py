@@ -6,7 +6,7 @@ under ``nice -n 10`` (the CPU is shared), with a per-input timeout and an RSS li
 row to ``results/benchmarks/fuzz_reader.csv``: inputs, crashes (segfaults and unexpected exceptions or
 messages: libFuzzer's ``crash-*``), hangs (``timeout-*``), out-of-memory (``oom-*``), inputs loaded as
 data, the distinct kinds of refusal and damage seen, every one of them a single line naming the file,
-and the wall time. The kinds with their counts go to ``fuzz_reader_kinds.csv``. Inputs that crashed
+the wall time and the commit. A crash stops libFuzzer at the first crashing input. The kinds with their counts go to ``fuzz_reader_kinds.csv``. Inputs that crashed
 are copied to ``tests/fuzz_regressions/`` for the tests to replay.
 
     python benchmarks/fuzz_reader.py                 # 100,000 inputs (hours on the shared 2-core CPU)
@@ -66,7 +66,7 @@ def main() -> None:
            "hangs": len(artifacts["timeout"]), "out_of_memory": len(artifacts["oom"]),
            "reads_loaded": loaded, "distinct_refusal_kinds": len(kinds), "refusals_one_line_naming_the_file": "all"
            if child.returncode == 0 else "see crashes", "exit_status": child.returncode,
-           "wall_s": round(seconds), "coverage": (re.findall(r"cov: (\d+)", log) or ["?"])[-1]}
+           "wall_s": round(seconds), "coverage": (re.findall(r"cov: (\d+)", log) or ["?"])[-1], "commit": _commit()}
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         writer.writeheader()
@@ -76,6 +76,14 @@ def main() -> None:
         writer.writerow(["reader: kind (numbers and names replaced by _)", f"reads (stats every 500 inputs, of {inputs})"])
         writer.writerows(sorted(kinds.items(), key=lambda item: -item[1]))
     print(json.dumps(row), f"\nlog: {work / 'fuzz.log'}")
+
+
+def _commit() -> str:
+    """The commit the reader was fuzzed at (``+changes`` when pna/files or the target differ from it)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "pna/files", "tests/fuzz_reader.py"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.strip()
+    return head + ("+changes" if changed else "")
 
 
 def _dictionary(work: Path) -> Path:
