@@ -46,6 +46,7 @@ def main() -> None:
     args = _parse()
     work = Path(tempfile.mkdtemp(prefix="fuzz_reader-run-"))
     stats = work / "stats.json"
+    commit = _commit()  # before the run: the code the fuzzer imports
     command = ["nice", "-n", "10", sys.executable, str(ROOT / "tests" / "fuzz_reader.py"), "--seeds", str(work / "corpus"),
                f"-runs={args.runs}", f"-seed={SEED}", f"-timeout={TIMEOUT_S}", f"-rss_limit_mb={RSS_LIMIT_MB}",
                f"-artifact_prefix={work}/", "-print_final_stats=1", f"-dict={_dictionary(work)}"]
@@ -66,7 +67,7 @@ def main() -> None:
            "hangs": len(artifacts["timeout"]), "out_of_memory": len(artifacts["oom"]),
            "reads_loaded": loaded, "distinct_refusal_kinds": len(kinds), "refusals_one_line_naming_the_file": "all"
            if child.returncode == 0 else "see crashes", "exit_status": child.returncode,
-           "wall_s": round(seconds), "coverage": (re.findall(r"cov: (\d+)", log) or ["?"])[-1], "commit": _commit()}
+           "wall_s": round(seconds), "coverage": (re.findall(r"cov: (\d+)", log) or ["?"])[-1], "commit": commit}
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         writer.writeheader()

@@ -5,7 +5,7 @@ objects once, by identity) and accepts only:
 
 * containers: ``dict``, ``OrderedDict`` (with its attributes, e.g. a state dict's ``_metadata``),
   ``collections.Counter``, ``list``, ``tuple`` (``torch.Size``), ``set``, ``frozenset``; keys and set
-  members must be plain values (strings, numbers, bytes, None, tuples of those);
+  members must be plain values (strings, numbers, numeric numpy scalars, bytes, None, tuples of those);
 * ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, ``bytearray``;
 * numpy arrays (exactly ``np.ndarray``) and scalars of bool / integer / float / complex dtype;
 * tensors and parameters (strided, not nested) and torch's ``dtype`` / ``device`` / ``layout`` / ``memory_format``.
@@ -32,6 +32,10 @@ PLAIN = (type(None), bool, int, float, complex, str, bytes)
 NUMERIC_KINDS = "biufc"  # numpy's dtype kinds of bool, signed, unsigned, float, complex
 TORCH_VALUES = (torch.dtype, torch.device, torch.layout, torch.memory_format)
 DICTS = (dict, collections.OrderedDict, collections.Counter)
+
+
+def _numeric_scalar(obj: Any) -> bool:
+    return isinstance(obj, np.generic) and obj.dtype.kind in NUMERIC_KINDS and type(obj) is obj.dtype.type
 
 
 class _Walk:
@@ -91,7 +95,7 @@ class _Walk:
             return obj
         if kind is np.ndarray:
             return self._array(obj)
-        if isinstance(obj, np.generic) and obj.dtype.kind in NUMERIC_KINDS and kind is obj.dtype.type:
+        if _numeric_scalar(obj):
             return obj
         if kind in (torch.Tensor, torch.nn.Parameter):
             self._tensor(obj)
@@ -108,7 +112,7 @@ class _Walk:
             attributes[name] = self.visit(attributes[name], depth + 1)
 
     def _key(self, key: Any) -> None:
-        if type(key) in PLAIN or type(key) in TORCH_VALUES:
+        if type(key) in PLAIN or type(key) in TORCH_VALUES or _numeric_scalar(key):
             return
         if type(key) is tuple:
             for item in key:
