@@ -178,7 +178,8 @@ LAYOUTS = {"c": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran_big_endia
     "empty_big_endian": np.zeros((0, 2), ">f4"), "zero_d": np.array(3.5), "int64": np.int64(7), "bool": np.bool_(True),
     "complex64": np.complex64(1 + 2j), "float16": np.float16(3), "big_endian_scalar": np.array(5, ">i2")[()]}
 PLAIN_VALUES = {"ordered": collections.OrderedDict(a=1), "set": {1, 2}, "frozenset": frozenset({3}), "complex": 1 + 2j,
-                "bytearray": bytearray(b"xy"), "bytes": b"ab", "empty_bytes": b"", "list": [1, 2.5, None, "x"]}
+                "bytearray": bytearray(b"xy"), "bytes": b"ab", "empty_bytes": b"", "list": [1, 2.5, None, "x"],
+                "numpy_keys": {np.int64(3): 1, (1, "a"): 2}}
 
 
 @pytest.mark.parametrize("protocol", range(6))
