@@ -27,13 +27,14 @@ def test_a_short_seeded_fuzzing_run_finds_nothing(tmp_path):
 
 
 def test_every_seed_and_every_input_that_once_crashed_passes_the_target(tmp_path):
-    """The fuzz target's acceptance (data only, or one line naming the file) on the seed corpus and on the
-    crash / hang / out-of-memory inputs the long run found (``fuzz_regressions/``)."""
-    from fuzz_reader import TestOneInput, _seeds, stats
-
-    _seeds(tmp_path)
-    found = sorted(tmp_path.iterdir()) + sorted(HERE.glob("fuzz_regressions/[cto]*-*"))
-    before = stats["inputs"]
-    for path in found:
-        TestOneInput(path.read_bytes())  # raises on anything else
-    assert stats["inputs"] - before == len(found) >= 25  # 29 seeds today
+    """The fuzz target's acceptance (data only, or one line naming the file), under its memory limit, on the
+    seed corpus and on the crash / hang / out-of-memory inputs a long run found (``fuzz_regressions/``)."""
+    seeds = tmp_path / "seeds"
+    subprocess.run([sys.executable, str(HERE / "fuzz_reader.py"), "--seeds", str(seeds), "-runs=0"], check=True,
+                   capture_output=True, timeout=300)
+    found = sorted(seeds.iterdir()) + sorted(HERE.glob("fuzz_regressions/[cto]*-*"))
+    child = subprocess.run([sys.executable, str(HERE / "fuzz_reader.py"), *map(str, found)], capture_output=True,
+                           text=True, timeout=600)
+    log = "\n".join(line for line in child.stderr.splitlines() if not line.startswith("INFO: Instrumenting"))
+    assert child.returncode == 0, log[-3000:]
+    assert log.count("\nExecuted ") == len(found) >= 25, log[-3000:]  # 29 seeds today

@@ -1,13 +1,16 @@
 """A first pass over a ``torch.save`` pickle: the storages it declares, counted before torch allocates them.
 
-A legacy (pre-1.6) ``torch.save`` file is a row of pickles followed by the storages' bytes; torch
+A legacy (pre-1.6) ``torch.save`` file is a row of pickles (magic number, protocol, sys_info, the
+objects, the storage keys) followed by the storages' bytes; torch
 allocates each storage at the size its persistent id declares (``('storage', FloatStorage, key,
 location, numel, ...)``) before it reads a single byte of it: a 400-byte file can declare 3e9
 elements. :func:`check_declared_storages` unpickles the file's pickle with :class:`StorageRecorder`
 first, which builds nothing of torch's (every torch global is a :class:`_Stub`; torch's own
 unpickler decides afterwards which ones it allows) and records the persistent ids, then charges
 ``numel x element size`` of each distinct storage to a budget of the file's size
-(:mod:`pna.files.limits`). The same pass bounds what the pickle's containers ask for (``set`` or
+(:mod:`pna.files.limits`). Every pickle torch will read from the file is read here first with reads
+bounded by what the file holds: torch reads a legacy file through ``open()``, whose ``read(n)``
+allocates ``n`` bytes before finding that fewer are there. The same pass bounds what the pickle's containers ask for (``set`` or
 ``OrderedDict`` of a shared list, repeated) and runs on the ``data.pkl`` of zip files too.
 """
 from __future__ import annotations
@@ -137,4 +140,6 @@ def check_declared_storages(path: Path, zip_entries: list[zipfile.ZipInfo] | Non
                 for _ in range(LEGACY_HEADER_PICKLES):
                     _record(f, size)
                 recorder = _record(f, size)
+                _record(f, size)  # the storage keys: torch reads this pickle from the file too (found by fuzzing:
+                # a string length declared there made torch's read() ask for gigabytes)
     Budget(size).charge(recorder.declared_bytes(), f"{len(recorder.storages):,} storages declared by its pickle")
