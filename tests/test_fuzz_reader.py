@@ -26,6 +26,7 @@ def test_a_short_seeded_fuzzing_run_finds_nothing(tmp_path):
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*")) and not list(tmp_path.glob("oom-*"))
 
 
+@pytest.mark.slow
 def test_every_seed_and_every_input_that_once_crashed_passes_the_target(tmp_path):
     """The fuzz target's acceptance (data only, or one line naming the file), under its memory limit, on the
     seed corpus and on the crash / hang / out-of-memory inputs a long run found (``fuzz_regressions/``)."""
