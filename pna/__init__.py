@@ -4,7 +4,7 @@ The public API, loaded on first use so that ``import pna.paths`` stays light::
 
     >>> import pna
     >>> sorted(pna.__all__)
-    ['build_dataset', 'create_model', 'evaluate_model', 'list_configs', 'load_config']
+    ['build_dataset', 'create_model', 'evaluate_model', 'list_configs', 'load_config', 'load_model', 'predict']
 
 The package is a house of rooms, each importing only from those below it::
 
@@ -12,6 +12,7 @@ The package is a house of rooms, each importing only from those below it::
     tools/      rehearsal of the paper profile, reproduce (every notebook), the fidelity report
     analysis/   what the notebooks call: running rows, claims, tables beside the paper, the
                 thin-part oracle, figures, the NAM explorer, cost (params / GFLOPs / FPS)
+    inference/  predicting on a user's own images with any model (`pna predict`, load_model, predict)
     engine/     the training loop, evaluation, building from a config, optimiser, loader,
                 checkpoints, distributed, run folders, metrics, progress, result records
     authors/    the authors' released checkpoints into our models
@@ -34,6 +35,8 @@ _EXPORTS = {
     "load_config": "pna.configs",
     "list_configs": "pna.configs",
     "evaluate_model": "pna.engine.evaluate",
+    "load_model": "pna.inference",   # a model ready to predict: our final.pt, or the authors' file as a row
+    "predict": "pna.inference",      # {stage: labels} of one image, as `pna evaluate` computes them
 }
 __all__ = list(_EXPORTS)
 

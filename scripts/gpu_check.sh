@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check (issue 23): every figure only a GPU gives, from one command, in ~9 minutes on one GPU.
 #
-#   scripts/gpu_check.sh [OUT_DIR] [--device cuda|cpu] [--quick] [--steps 1234] [--all]
+#   scripts/gpu_check.sh [OUT_DIR] [--device cuda|cpu] [--quick] [--steps 12345] [--all]
 #
-# OUT_DIR (default results/gpu_check/<date-time>) receives every log and CSV. Four steps, each with
-# a time budget; a step that fails or runs out of time is reported and the next one runs:
+# OUT_DIR (default results/gpu_check/<date-time>) receives every log and CSV. Five steps, each with
+# a time budget; a step that fails or runs out of time is reported and the next one runs (step 5
+# runs before step 4, which takes what is left):
 #   1 tests   the tests marked `cuda` (pytest -m cuda): compiled flex forward+backward against the
 #             definition, one graph for two sizes, fp16 steps with the grad scaler, dropout masks
 #             after a resume, SyncBN over two GPUs (skips with one)                          150 s
@@ -12,35 +13,39 @@
 #             (benchmarks/na_cuda.py) -> na_cuda.csv                                          120 s
 #   3 fps     Table 1's four models at 512x512 (pna cost --table table1) -> cost_table1_cuda.csv, and
 #             the FPS ratio PNA / FCN-OS-32 beside the paper's 27.9 / 44.9 -> fps_ratio.txt    75 s
+#   5 predict `pna predict` on the GPU: images per second at 512x512 and 1024x2048, smoke and paper
+#             models, whole and slide, the share spent reading and writing
+#             (benchmarks/predict.py) -> predict_cuda.csv                                       90 s
 #   4 rehearsal  every paper row at its authors' per-GPU batch with fp16 AMP: 5 iterations with a
 #             resume after the first, seconds per iteration over the last 3, peak memory, the
 #             paper-mode evaluation -> rehearsal_cuda.csv; which rows fit 24 / 40 / 80 GB -> fits.md.
 #             The only step whose length grows with the rows (45): it runs last with what is left
 #             of the 9 minutes, and rows already in OUT_DIR's rehearsal_cuda.csv (ok or oom) are not
 #             run again, so `scripts/gpu_check.sh OUT_DIR --steps 4` continues where it stopped.
-# Budgets in seconds: BUDGET_TESTS, BUDGET_BENCH, BUDGET_COST, BUDGET_REHEARSAL (default: the rest
+# Budgets in seconds: BUDGET_TESTS, BUDGET_BENCH, BUDGET_COST, BUDGET_PREDICT, BUDGET_REHEARSAL (default: the rest
 # of BUDGET_TOTAL=540, at least 60); --all lifts the 9-minute limit (BUDGET_TOTAL=3600): every
-# row in one run. Steps 2 and 4 copy their CSV to results/benchmarks/na_cuda.csv and
-# results/rehearsal/cuda.csv when they succeed (on CUDA, without --quick); nothing else under
+# row in one run. Steps 2, 5 and 4 copy their CSV to results/benchmarks/na_cuda.csv,
+# results/benchmarks/predict_cuda.csv and results/rehearsal/cuda.csv when they succeed (on CUDA,
+# without --quick); nothing else under
 # results/ is touched. --device cpu --quick: a dry run of every step's code on a CPU (CUDA tests
 # skip, tiny benchmark shapes, FPS from one pass at 256x256, 2 rows); it copies nothing.
 # PYTHON: the interpreter (default .venv/bin/python, else python3).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out="" device=cuda quick=0 steps=1234
+out="" device=cuda quick=0 steps=12345
 while [ $# -gt 0 ]; do
     case $1 in
         --device) device=$2; shift 2 ;;
         --quick) quick=1; shift ;;
         --steps) steps=$2; shift 2 ;;
         --all) BUDGET_TOTAL=${BUDGET_TOTAL:-3600}; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
-        -*) echo "gpu_check.sh: unknown option $1 (expected --device cuda|cpu, --quick, --steps 1234, --all)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -*) echo "gpu_check.sh: unknown option $1 (expected --device cuda|cpu, --quick, --steps 12345, --all)" >&2; exit 2 ;;
         *) out=$1; shift ;;
     esac
 done
 case $device in cuda|cpu) ;; *) echo "gpu_check.sh: --device must be cuda or cpu, got $device" >&2; exit 2 ;; esac
-case $steps in *[!1-4]*|"") echo "gpu_check.sh: --steps takes digits 1-4, e.g. 24, got $steps" >&2; exit 2 ;; esac
+case $steps in *[!1-5]*|"") echo "gpu_check.sh: --steps takes digits 1-5, e.g. 24, got $steps" >&2; exit 2 ;; esac
 out=${out:-$repo/results/gpu_check/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 python=${PYTHON:-$([ -x "$repo/.venv/bin/python" ] && echo "$repo/.venv/bin/python" || echo python3)}
@@ -48,9 +53,9 @@ cd "$repo"
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 PYTHONPATH="$repo" \
        PNA_RESULTS_DIR="$out/scratch/results" PNA_RUNS_DIR="$out/scratch/runs"
 if [ "$quick" = 1 ]; then  # a 2-core CPU is slow: the dry run's budgets are its own
-    budgets=("${BUDGET_TESTS:-900}" "${BUDGET_BENCH:-600}" "${BUDGET_COST:-900}" "${BUDGET_REHEARSAL:-2400}")
+    budgets=("${BUDGET_TESTS:-900}" "${BUDGET_BENCH:-600}" "${BUDGET_COST:-900}" "${BUDGET_REHEARSAL:-2400}" "${BUDGET_PREDICT:-600}")
 else  # 9 minutes in all on one GPU; the rehearsal's budget is set when it starts
-    budgets=("${BUDGET_TESTS:-150}" "${BUDGET_BENCH:-120}" "${BUDGET_COST:-75}" "${BUDGET_REHEARSAL:-}")
+    budgets=("${BUDGET_TESTS:-150}" "${BUDGET_BENCH:-120}" "${BUDGET_COST:-75}" "${BUDGET_REHEARSAL:-}" "${BUDGET_PREDICT:-90}")
 fi
 total_budget=${BUDGET_TOTAL:-540}
 start_all=$SECONDS
@@ -121,6 +126,14 @@ print(f"PNA / FCN-OS-32: ours {pna['fps'] / fcn['fps']:.2f}, paper {pna['paper_f
       f"{fcn['paper_fps_3090']} = {pna['paper_fps_3090'] / fcn['paper_fps_3090']:.2f} (RTX 3090)")
 PY
     fi
+fi
+
+# 5: pna predict's speed (before the rehearsal, which takes what is left of the time)
+if wanted 5; then
+    predict=(--device "$device" --out "$out/predict_$device.csv")
+    if [ "$quick" = 1 ]; then predict+=(--quick); else predict+=(--images 8 --workers 4); fi
+    run_step 5_predict "${budgets[4]}" "$python" benchmarks/predict.py "${predict[@]}"
+    copy_if_ok "$out/predict_$device.csv" "$repo/results/benchmarks/predict_cuda.csv"
 fi
 
 # 4: the rehearsal at the authors' per-GPU batch (rows already done in OUT_DIR are kept)

@@ -5,9 +5,16 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from pna.data import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform, denormalize
+from pna.data import build_eval_transform, build_train_transform, denormalize
 from pna.data.photometric import PhotometricDistortion, hsv_to_rgb, rgb_to_hsv
 from pna.data.transforms import CategoryAreaCrop, RandomShortSideResize
+
+# The authors' normalisation in both code bases, on 0..255 RGB values: MMSeg's img_norm_cfg
+# (mmsegmentation:configs/_base_/datasets/pascal_voc12.py:4-5, to_rgb=True) and the Detectron2 rows'
+# PIXEL_MEAN / PIXEL_STD with INPUT.FORMAT RGB (main:configs/deep_globe/pna_fpn_R_52_poly_4k_bs16.yaml:4-5,34),
+# not Detectron2's defaults for its Caffe2 weights (BGR mean 103.530, 116.280, 123.675, std 1, 1, 1).
+AUTHORS_MEAN_255 = (123.675, 116.28, 103.53)
+AUTHORS_STD_255 = (58.395, 57.12, 57.375)
 
 # Class k is drawn in colour COLOURS[k], so a label can be read back from the transformed image.
 COLOURS = torch.tensor([(250, 10, 10), (10, 250, 10), (10, 10, 250), (250, 250, 10), (10, 250, 250), (250, 10, 250)])
@@ -104,9 +111,9 @@ def test_eval_transform_resizes_the_short_side_of_the_image_only():
     assert x.shape == (3, 32, 48) and torch.equal(y, label)
     x, y = build_eval_transform()(image, label)
     assert x.shape == (3, 40, 60)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    assert torch.allclose(x, (image.float() / 255 - mean) / std, atol=1e-6)
+    mean = torch.tensor(AUTHORS_MEAN_255).view(3, 1, 1)
+    std = torch.tensor(AUTHORS_STD_255).view(3, 1, 1)
+    assert torch.allclose(x, (image.float() - mean) / std, atol=1e-5)
     assert torch.allclose(denormalize(x[None])[0] * 255, image.float(), atol=1e-4)
 
 
@@ -294,3 +301,59 @@ def test_photometric_steps_by_hand():
     assert _distort((100, 50, 200), contrast_first=False, contrast=1.2) == [120, 60, 240]
     # saturation: a grey-free colour at half saturation keeps its value and moves halfway to grey
     assert _distort((200, 100, 100), saturation=0.5) == [200, 150, 150]
+
+
+# The crop decision of the authors' two code bases: labels equal to the ignore index are dropped from
+# the counts; the window is kept when at least two classes remain and the largest count / the sum of
+# the remaining counts < cat_max_ratio; a ratio of 1 switches the check off.
+# MMSeg: mmsegmentation:mmseg/datasets/pipelines/transforms.py:687-695 (RandomCrop);
+# Detectron2: facebookresearch/detectron2@47d8ed7a1bd9:detectron2/data/transforms/augmentation_impl.py:463-476
+# (RandomCrop_CategoryAreaConstraint, given the ignore value 255 by main:train_net.py:37-42).
+WINDOWS = {  # pixel count of each label in a 4 x 4 window -> kept at cat_max_ratio 0.75 (worked out by hand)
+    # 6 / (6 + 2) = 0.75 is not < 0.75; counting 255 as a class would give 8 / 16, or in the total 6 / 16: kept
+    "ignored pixels would dilute the largest class": ({3: 6, 7: 2, 255: 8}, False),
+    # 2 / 4 = 0.5; counting 255 as a class would make it the largest, 12 / 16 = 0.75: re-drawn
+    "ignored pixels would be the largest class": ({3: 2, 7: 2, 255: 12}, True),
+    # one class left; counting 255 as a class would give two at 8 / 16
+    "one class and ignored pixels": ({3: 8, 255: 8}, False),
+    "only ignored pixels": ({255: 16}, False),
+    "three classes and ignored pixels": ({0: 5, 1: 3, 2: 2, 255: 6}, True),  # 5 / 10 = 0.5
+    "just under the ratio": ({3: 11, 7: 5}, True),  # 11 / 16 = 0.6875
+    "at the ratio": ({3: 12, 7: 4}, False),  # 12 / 16 = 0.75 is not < 0.75
+}
+
+
+def _window(counts: dict[int, int]) -> tv_tensors.Mask:
+    values = torch.tensor([label for label, n in counts.items() for _ in range(n)], dtype=torch.uint8)
+    return tv_tensors.Mask(values[torch.randperm(16, generator=torch.Generator().manual_seed(0))].view(4, 4))
+
+
+def _draws(crop: CategoryAreaCrop, mask: tv_tensors.Mask) -> int:
+    """How many windows ``crop`` draws on ``mask``: 1 when the first is kept, ``tries`` when every one
+    is re-drawn (a crop as large as the mask has one place only, so every draw is the same window)."""
+    draws = []
+
+    class Counting(type(crop)):
+        def _draw(self, h, w):
+            draws.append((h, w))
+            return super()._draw(h, w)
+
+    counting = Counting(crop.crop, crop.cat_max_ratio, crop.ignore_index, crop.tries)
+    counting(tv_tensors.Image(torch.zeros(3, *mask.shape, dtype=torch.uint8)), mask)
+    return len(draws)
+
+
+@pytest.mark.parametrize("case", list(WINDOWS))
+def test_category_area_crop_counts_only_labelled_pixels(case):
+    counts, kept = WINDOWS[case]
+    assert _draws(CategoryAreaCrop((4, 4), 0.75, tries=5), _window(counts)) == (1 if kept else 5)
+
+
+def test_category_area_crop_ignores_the_given_index_and_a_ratio_of_one_is_off():
+    mask = _window({3: 6, 7: 10})
+    assert _draws(CategoryAreaCrop((4, 4), 0.75, tries=5), mask) == 1  # 10 / 16 = 0.625
+    assert _draws(CategoryAreaCrop((4, 4), 0.75, ignore_index=7, tries=5), mask) == 5  # class 3 alone
+    single = _window({3: 16})
+    assert _draws(CategoryAreaCrop((4, 4), 0.99, tries=5), single) == 5  # one class: re-drawn
+    assert _draws(CategoryAreaCrop((4, 4), 1.0, tries=5), single) == 1  # 1 disables the check in both code bases
+    assert _draws(CategoryAreaCrop((4, 4), None, tries=5), single) == 1

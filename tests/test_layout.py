@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pna"
 # Bottom to top: a room may import only rooms to its left (and itself).
-ROOMS = ["errors", "paths", "files", "ops", "models", "data", "configs", "authors", "engine", "analysis", "tools", "cli"]
+ROOMS = ["errors", "paths", "files", "ops", "models", "data", "configs", "authors", "engine", "inference", "analysis", "tools", "cli"]
 ROOT_MODULES = {"__init__", "__main__", "errors", "paths"}
 MAX_LINES = 300
 # The design documents outside the repository that code once cited (spelled in pieces, so that this
@@ -118,7 +118,7 @@ def test_code_cites_docs_in_the_repository_only():
     assert not missing, f"cited but not in docs/: {missing}"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "rehearse", "reproduce", "cost", "fidelity", "prepare", "plan", "submit"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "rehearse", "reproduce", "cost", "fidelity", "prepare", "plan", "submit", "predict"])
 def test_every_command_has_help(command, capsys):
     from pna.cli import dispatch
 

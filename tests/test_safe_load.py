@@ -6,7 +6,10 @@ the user trusts by name is read with the unrestricted unpickler (the marker appe
 The entry points that read files (backbone weights, notebooks, the authors' models, resume,
 evaluate) are in ``test_safe_load_entry_points.py``.
 """
+import collections
+import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -17,8 +20,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from malicious_files import FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious, write_file
-from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusting
+from malicious_files import (FIRST_GLOBAL, PAYLOADS, SystemPayload, assert_refused, malicious,
+                             python2_detectron2_pickle, write_file)
+from pna.files import TRUST_ENV, UnsafeFileError, is_trusted, load_file, trusted_files, trusting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +89,49 @@ def test_trust_is_per_file_and_reaches_child_processes(tmp_path, monkeypatch):
             pass
 
 
+@pytest.mark.parametrize("name", ["a:evil.pkl", "a,evil.pkl", "a\nevil.pkl", 'a"evil.pkl'])
+def test_a_path_holding_a_separator_is_trusted_exactly_and_nothing_else(tmp_path, monkeypatch, name):
+    """``--trust-file 'w/a:evil.pkl'`` once trusted ``evil.pkl`` of the current folder, not the file named."""
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    (tmp_path / "w").mkdir()
+    named, _ = malicious(tmp_path / "w", name)
+    decoys = [malicious(tmp_path, "evil.pkl")[0], malicious(tmp_path / "w", "a")[0], malicious(tmp_path / "w", "evil.pkl")[0]]
+    monkeypatch.chdir(tmp_path)
+    with trusting([f"w/{name}"]):
+        assert is_trusted(named) and not any(is_trusted(decoy) for decoy in decoys)
+        assert trusted_files() == [named.resolve()]
+        for decoy in decoys:
+            with pytest.raises(UnsafeFileError):
+                load_file(decoy)
+
+
+def test_a_child_started_in_another_folder_sees_the_same_trusted_files(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    (tmp_path / "here").mkdir(), (tmp_path / "there").mkdir()
+    for folder in ("here", "there"):
+        malicious(tmp_path / folder, "R-52.pkl")
+    monkeypatch.chdir(tmp_path / "here")
+    with trusting(["R-52.pkl"]):  # said relative to here
+        child = subprocess.run([sys.executable, "-c", "import json; from pna.files import trusted_files, is_trusted; "
+                                "print(json.dumps([str(p) for p in trusted_files()])); print(is_trusted('R-52.pkl'))"],
+                               cwd=tmp_path / "there", capture_output=True, text=True, check=True)
+    trusted, there = child.stdout.splitlines()
+    assert json.loads(trusted) == [str((tmp_path / "here" / "R-52.pkl").resolve())] and there == "False"
+
+
+def test_a_hand_written_trust_list_must_be_absolute(tmp_path, monkeypatch):
+    path, _ = malicious(tmp_path, "R-52.pkl")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(TRUST_ENV, "R-52.pkl")
+    with pytest.raises(ValueError, match=f"^{TRUST_ENV} holds the relative path 'R-52.pkl': write absolute paths"):
+        is_trusted(path)
+    monkeypatch.setenv(TRUST_ENV, json.dumps([str(path)]))
+    assert is_trusted("R-52.pkl")
+    monkeypatch.setenv(TRUST_ENV, '["unclosed')
+    with pytest.raises(ValueError, match=f"^{TRUST_ENV} is not a valid JSON list of paths"):
+        is_trusted(path)
+
+
 def test_trust_file_on_the_command_line(tmp_path, monkeypatch):
     from pna.cli import build_parser, dispatch
     from pna.engine.checkpoint import CheckpointError
@@ -107,19 +154,9 @@ STATE = {"stem.conv1.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "res
          "count": np.int64(7), "flags": np.array([True, False])}
 
 
-def _python2_detectron2_pickle() -> bytes:
-    """What Python 2's cPickle (protocol 2) wrote for ``{"model": {"w": float32 [1.0, 2.0]},
-    "__author__": "Detectron2"}``: str as SHORT_BINSTRING, numpy.core names (written by hand)."""
-    raw = np.float32([1.0, 2.0]).tobytes()
-    dtype = b"cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
-             b"(K\x01K\x02\x85" + dtype + b"\x89U" + bytes([len(raw)]) + raw + b"tb")
-    return (b"\x80\x02}(U\x05model}U\x01w" + array + b"sU\n__author__U\nDetectron2u.")
-
-
 def test_a_python2_era_detectron2_pickle_loads(tmp_path):
     path = tmp_path / "R-52.pkl"
-    path.write_bytes(_python2_detectron2_pickle())
+    path.write_bytes(python2_detectron2_pickle())
     loaded = load_file(path)
     assert loaded["__author__"] == "Detectron2"
     np.testing.assert_array_equal(loaded["model"]["w"], np.float32([1.0, 2.0]))
@@ -134,6 +171,30 @@ def test_detectron2_pickles_of_numpy_arrays_load(tmp_path, fmt):
     for key, value in STATE.items():
         np.testing.assert_array_equal(loaded["model"][key], value)
         assert np.asarray(loaded["model"][key]).dtype == np.asarray(value).dtype
+
+
+LAYOUTS = {"c": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran_big_endian": np.asfortranarray(
+    np.arange(6.0).reshape(2, 3).astype(">f8")), "big_endian": np.arange(6).astype(">i4"), "empty": np.zeros((0, 5), np.int16),
+    "empty_big_endian": np.zeros((0, 2), ">f4"), "zero_d": np.array(3.5), "int64": np.int64(7), "bool": np.bool_(True),
+    "complex64": np.complex64(1 + 2j), "float16": np.float16(3), "big_endian_scalar": np.array(5, ">i2")[()]}
+PLAIN_VALUES = {"ordered": collections.OrderedDict(a=1), "set": {1, 2}, "frozenset": frozenset({3}), "complex": 1 + 2j,
+                "bytearray": bytearray(b"xy"), "bytes": b"ab", "empty_bytes": b"", "list": [1, 2.5, None, "x"],
+                "numpy_keys": {np.int64(3): 1, (1, "a"): 2}}
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_every_layout_loads_as_numpy_itself_unpickles_it(tmp_path, protocol):
+    """Reference: the unrestricted pickle.loads with numpy's own callables (the file is genuine)."""
+    path = tmp_path / "R-52.pkl"
+    path.write_bytes(pickle.dumps({"model": LAYOUTS, **PLAIN_VALUES}, protocol=protocol))
+    loaded, reference = load_file(path), pickle.loads(path.read_bytes())
+    for key, expected in reference["model"].items():
+        got = loaded["model"][key]
+        assert type(got) is type(expected) and np.asarray(got).dtype.str == np.asarray(expected).dtype.str, key
+        assert np.asarray(got).shape == np.asarray(expected).shape and np.array_equal(got, expected), key
+        assert np.asarray(got).flags.f_contiguous == np.asarray(expected).flags.f_contiguous, key
+    for key in PLAIN_VALUES:
+        assert type(loaded[key]) is type(reference[key]) and loaded[key] == reference[key], key
 
 
 def test_torch_files_load_state_dicts_and_mmseg_containers(tmp_path):
@@ -153,12 +214,12 @@ def test_torch_files_load_state_dicts_and_mmseg_containers(tmp_path):
 
 
 def test_no_other_module_unpickles():
-    """Only pna/files/safe_load.py calls an unpickler; everything else (the package, data_prep,
+    """Only pna/files/ (the reader) calls an unpickler; everything else (the package, data_prep,
     benchmarks, scripts) reads through it."""
     pattern = re.compile(r"torch\.load\(|pickle\.loads?\(|Unpickler\(|weights_only\s*=\s*False|np\.load\(")
     sources = [path for folder in ("pna", "data_prep", "benchmarks", "scripts") for path in sorted((ROOT / folder).rglob("*.py"))]
     assert len(sources) > 100, "the scan found too few files to mean anything"
     found = [f"{path.relative_to(ROOT)}:{i}" for path in sources
              for i, line in enumerate(path.read_text().splitlines(), 1)
-             if pattern.search(line) and path.relative_to(ROOT).as_posix() != "pna/files/safe_load.py"]
+             if pattern.search(line) and path.relative_to(ROOT).parent.as_posix() != "pna/files"]
     assert found == []

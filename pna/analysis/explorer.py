@@ -6,7 +6,9 @@ and the prediction. Click the image or the prediction (or move the row/column sl
 the pixel; the stage, head and image have their own widgets.
 
 The weights of every pixel, head and stage are computed once per image (one forward pass,
-``Segmentor.attention_maps``); an update only indexes them and redraws three small pictures.
+``Segmentor.attention_maps``, on the image padded to the model's size divisor as the test protocol
+pads it); an update only indexes them and redraws three small pictures. ``pna.inference.PhotoSet``
+makes a user's photos a dataset.
 
 Without a frontend (papermill, nbval) building the explorer renders its first view and nothing
 else; :meth:`NAMExplorer.click` is the same callback a click in the browser runs.
@@ -75,14 +77,15 @@ class NAMExplorer:
     @torch.no_grad()
     def _load(self, index: int) -> None:
         from pna.analysis.figures import predict_labels
+        from pna.models.segmentor import pad_to_multiple, size_divisor
 
         item = self.dataset[index]
-        image = item["image"]
-        device = next(self.model.parameters()).device
-        attention = self.model.attention_maps(image[None].to(device))
+        image, device = item["image"], next(self.model.parameters()).device
+        padded = pad_to_multiple(image[None].to(device), size_divisor(self.model))
+        attention = self.model.attention_maps(padded)
         self._loaded = {
-            "index": index, "size": tuple(image.shape[-2:]), "picture": to_display_image(image),
-            "label": item.get("label"),
+            "index": index, "size": tuple(image.shape[-2:]), "grid": tuple(padded.shape[-2:]),  # grid: padded
+            "picture": to_display_image(image), "label": item.get("label"),
             "attention": {s: a[0].float().cpu().numpy() for s, a in attention.items()},  # (heads, h, w, L*L)
             "predictions": {s: p.numpy() for s, p in predict_labels(self.model, image).items()},
         }
@@ -94,7 +97,7 @@ class NAMExplorer:
         """What the current (stage, head, pixel) shows: the weights, the window, the query cell."""
         attn = self._loaded["attention"][self.stage]
         heads, h, w, slots = attn.shape
-        height, width = self._loaded["size"]
+        (height, width), (grid_h, grid_w) = self._loaded["size"], self._loaded["grid"]
         y, x = self.pixel
         if not (0 <= y < height and 0 <= x < width):
             raise ValueError(f"pixel {self.pixel} lies outside the {height}x{width} image")
@@ -102,7 +105,7 @@ class NAMExplorer:
             raise ValueError(f"head {self.head}: stage {self.stage} has {heads} head(s)")
         kernel = self.kernels[self.stage]
         win_h, win_w = min(kernel, h), min(kernel, w)
-        cy, cx = min(y * h // height, h - 1), min(x * w // width, w - 1)
+        cy, cx = min(y * h // grid_h, h - 1), min(x * w // grid_w, w - 1)
         top, left = window_origin(cy, h, kernel), window_origin(cx, w, kernel)
         all_heads = attn[:, cy, cx].reshape(heads, win_h, win_w)
         return {"stage": self.stage, "head": self.head, "pixel": (y, x), "cell": (cy, cx), "map_size": (h, w),
@@ -116,8 +119,8 @@ class NAMExplorer:
 
     def _to_pixels(self, view: dict) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         """The window and the query cell as (top, left, bottom, right) in image pixels."""
-        (height, width), (h, w) = self._loaded["size"], view["map_size"]
-        sy, sx = height / h, width / w
+        (grid_h, grid_w), (h, w) = self._loaded["grid"], view["map_size"]
+        sy, sx = grid_h / h, grid_w / w  # image pixels per map cell
         top, left, win_h, win_w = view["window"]
         cy, cx = view["cell"]
         window = (round(top * sy), round(left * sx), round((top + win_h) * sy), round((left + win_w) * sx))
@@ -128,7 +131,7 @@ class NAMExplorer:
         """The three pictures (RGB uint8) of ``view`` (default: the current one): the image and the
         prediction at the image's resolution, the weights with ``WEIGHT_CELL`` pixels per slot."""
         view = view or self.view
-        (height, width), (h, w) = self._loaded["size"], view["map_size"]
+        (height, width), (grid_h, grid_w), (h, w) = self._loaded["size"], self._loaded["grid"], view["map_size"]
         window, cell = self._to_pixels(view)
         scale = float(view["all_heads"].max()) or 1.0  # one colour scale for every head of this pixel
 
@@ -137,8 +140,8 @@ class NAMExplorer:
         spread = np.zeros((h, w), dtype=np.float32)
         top, left, win_h, win_w = view["window"]
         spread[top:top + win_h, left:left + win_w] = view["weights"] / scale
-        rows = (np.arange(height) * h // height).clip(0, h - 1)
-        cols = (np.arange(width) * w // width).clip(0, w - 1)
+        rows = (np.arange(height) * h // grid_h).clip(0, h - 1)
+        cols = (np.arange(width) * w // grid_w).clip(0, w - 1)
         heat = spread[rows][:, cols]
         inside = np.zeros(heat.shape, dtype=bool)
         inside[window[0]:window[2], window[1]:window[3]] = True
@@ -161,7 +164,7 @@ class NAMExplorer:
         (h, w), (top, left, win_h, win_w) = view["map_size"], view["window"]
         weights = view["weights"]
         dy, dx = np.unravel_index(int(weights.argmax()), weights.shape)
-        stride = self._loaded["size"][0] / h
+        stride = self._loaded["grid"][0] / h
         return (f"{view['stage']} (stride {stride:g}, {h}x{w} map), head {view['head']}: query pixel {view['pixel']} "
                 f"= cell {view['cell']}; window rows {top}-{top + win_h - 1}, cols {left}-{left + win_w - 1}; "
                 f"largest weight {weights.max():.3f} at cell ({top + dy}, {left + dx}), the query's own "

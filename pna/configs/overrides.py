@@ -119,8 +119,9 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
 def _parse_text(key: str, text: str, tp: Any) -> Any:
     """Turn command-line text into a value of `tp`: Python literals, bare words for str fields."""
     value = parse_literal(text, key)
-    if tp is str and not isinstance(value, str):
-        value = text  # a str field keeps its text even when it looks like a number
+    optional_str = typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+    if (tp is str or optional_str and value is not None) and not isinstance(value, str):
+        value = text  # a str field keeps its text even when it looks like a number (data.root=2024)
     if isinstance(value, str) and value.lower() in ("true", "false") and tp is bool:
         value = value.lower() == "true"
     return _check_type(key, value, tp)

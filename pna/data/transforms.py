@@ -114,9 +114,10 @@ class RandomShortSideResize(v2.Transform):
 
 
 class CategoryAreaCrop(v2.Transform):
-    """Random ``crop`` (h, w), drawn up to ``tries`` times while one class covers more than
-    ``cat_max_ratio`` of its labelled pixels (MMSeg's ``cat_max_ratio``, Detectron2's category area
-    constraint; None: the first draw); the last draw is kept unchecked. A side shorter than the
+    """Random ``crop`` (h, w), drawn up to ``tries`` times until a window holds two classes or more,
+    none covering ``cat_max_ratio`` or more of its labelled (not ``ignore_index``) pixels (MMSeg's
+    ``cat_max_ratio``, Detectron2's category area constraint; None or 1: the first draw, as a
+    ratio of 1 is "off" in both code bases); the last draw is kept unchecked. A side shorter than the
     crop is taken whole (no padding here: :class:`PadTo` or the collate pads after normalisation).
     """
 
@@ -144,7 +145,9 @@ class CategoryAreaCrop(v2.Transform):
         h, w = _size(flat_inputs)
         top, left = self._draw(h, w)
         masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
-        if self.cat_max_ratio is not None and masks:
+        # a ratio of 1 switches the check off: mmsegmentation:mmseg/datasets/pipelines/transforms.py:687,
+        # facebookresearch/detectron2@47d8ed7a1bd9:detectron2/data/transforms/augmentation_impl.py:463
+        if self.cat_max_ratio is not None and self.cat_max_ratio < 1 and masks:
             for _ in range(self.tries - 1):
                 if self._balanced(masks[0], top, left):
                     break

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pna.files import load_file
+from pna.files import DamagedFileError, load_file
 
 
 def _atomic_write(path: str | Path, mode: str, write: Callable[[Any], None]) -> None:
@@ -103,11 +103,14 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return load_file(path, map_location)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except (DamagedFileError, RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         if isinstance(error, RuntimeError) and "zip archive" not in str(error) and "magic number" not in str(error):
             raise  # e.g. a CUDA tensor loaded without a GPU: torch's own message says what to do
         size = path.stat().st_size
-        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, DamagedFileError):  # pna.files words the cause; the remedy is said here
+            reason = error.cause
+        else:
+            reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): it is truncated or not a torch "
                               f"file ({reason}); {_remedy(path)}") from error
 

@@ -1,12 +1,17 @@
 """Files the user trusts enough to unpickle without restrictions: an explicit, per-file opt-in.
 
-The trusted set lives in the environment variable ``PNA_TRUSTED_FILES`` (paths separated by
-``os.pathsep``), so that it reaches every process started from this one: torchrun's ranks, the
-papermill kernels of ``pna reproduce``, a notebook's data-loader workers. ``pna train`` /
-``pna evaluate`` fill it from ``--trust-file PATH`` (repeatable), the notebooks from their
-``trust_files`` parameter (:func:`pna.analysis.experiments.run_rows`), Python callers with
-:func:`trusting`. Paths are compared resolved (symlinks and ``..`` followed), so ``./R-52.pkl``
-and ``/weights/R-52.pkl`` name the same file.
+The trusted set lives in the environment variable ``PNA_TRUSTED_FILES`` so that it reaches every
+process started from this one: torchrun's ranks, the papermill kernels of ``pna reproduce``, a
+notebook's data-loader workers. Its value is a JSON list of absolute paths
+(``["/weights/R-52.pkl", "/w/a:b.pkl"]``): no character of a path (``:``, ``,``, a newline, a quote)
+can split an entry, and a child process started in another folder reads the same files. A
+hand-written value that is no JSON list is still read as paths separated by ``os.pathsep`` (``:``),
+but only absolute ones: a relative entry is an error, since the child reading it cannot know the
+folder it was written in. ``pna train`` / ``pna evaluate`` fill it from ``--trust-file PATH``
+(repeatable), the notebooks from their ``trust_files`` parameter
+(:func:`pna.analysis.experiments.run_rows`), Python callers with :func:`trusting`; :func:`trust`
+makes each path absolute against the folder it was said in. Paths are compared resolved (symlinks
+and ``..`` followed), so ``./R-52.pkl`` and ``/weights/R-52.pkl`` name the same file.
 
 Example::
 
@@ -22,6 +27,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +40,28 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def _entries(value: str) -> list[str]:
+    """The paths in a value of ``PNA_TRUSTED_FILES``: a JSON list, or a hand-written ``:``-separated list."""
+    if value.lstrip().startswith("["):
+        try:
+            entries = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{TRUST_ENV} is not a valid JSON list of paths ({error})") from None
+        if not all(isinstance(entry, str) for entry in entries):
+            raise ValueError(f"{TRUST_ENV} must be a JSON list of path strings, got {value[:200]!r}")
+        return entries
+    entries = [entry for entry in value.split(os.pathsep) if entry]
+    relative = [entry for entry in entries if not Path(entry).expanduser().is_absolute()]
+    if relative:
+        raise ValueError(f"{TRUST_ENV} holds the relative path {relative[0]!r}: write absolute paths (a child "
+                         f"process cannot know the folder it was meant against), as a JSON list such as "
+                         f'["/weights/R-52.pkl"] when a path holds {os.pathsep!r}')
+    return entries
+
+
 def trusted_files() -> list[Path]:
     """The trusted files (resolved), in the order they were trusted."""
-    return [_resolved(p) for p in os.environ.get(TRUST_ENV, "").split(os.pathsep) if p]
+    return [_resolved(entry) for entry in _entries(os.environ.get(TRUST_ENV, ""))]
 
 
 def is_trusted(path: str | Path) -> bool:
@@ -45,7 +70,8 @@ def is_trusted(path: str | Path) -> bool:
 
 
 def trust(paths: Iterable[str | Path]) -> None:
-    """Add ``paths`` to the trusted files of this process and the processes it starts.
+    """Add ``paths`` (absolute, resolved against the current folder) to the trusted files of this
+    process and of the processes it starts.
 
     A path that is no file is an error: a mistyped ``--trust-file`` must not pass unnoticed.
     """
@@ -57,7 +83,7 @@ def trust(paths: Iterable[str | Path]) -> None:
         if resolved not in known:
             known.append(resolved)
     if known:
-        os.environ[TRUST_ENV] = os.pathsep.join(map(str, known))
+        os.environ[TRUST_ENV] = json.dumps([str(path) for path in known])
 
 
 @contextmanager

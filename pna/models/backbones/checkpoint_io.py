@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pna.files import load_file
+from pna.files import DamagedFileError, check_safetensors, load_file
 
 HUB_PREFIXES = ("timm:", "hf-hub:")
 CONTAINER_KEYS = ("state_dict", "model")  # mmcv/mmseg; Detectron2 and Microsoft Swin
@@ -31,11 +31,7 @@ def read_checkpoint(path: str | Path) -> dict:
     needs more than tensors, numpy arrays and plain containers is refused unless the user trusts it.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file as load_safetensors  # no pickle inside: nothing to restrict
-        obj: object = load_safetensors(str(path))
-    else:
-        obj = load_file(path)
+    obj = read_safetensors(path) if path.suffix == ".safetensors" else load_file(path)
     for key in CONTAINER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -45,6 +41,21 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"{path}: no state dict found (expected a dict of tensors, maybe under "
                          f"{' or '.join(CONTAINER_KEYS)}); the file holds {kind}")
     return obj
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file (no pickle inside), its header and extents checked against its
+    size first (:func:`pna.files.check_safetensors`); a damaged file is one line naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file as load_safetensors
+
+    check_safetensors(path)
+    try:
+        return load_safetensors(str(path))
+    except SafetensorError as error:  # its messages name neither the file nor, often, the cause
+        cause = " ".join(f"SafetensorError: {error}".split())
+        raise DamagedFileError(f"{path}: cannot be read: damaged, truncated or not a safetensors file ({cause})",
+                               cause) from error
 
 
 def split_backbone_keys(state: dict) -> tuple[dict[str, Tensor], list[str]]:
