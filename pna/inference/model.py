@@ -95,7 +95,7 @@ def _ours(path: Path) -> tuple[nn.Module, Config, list[str]]:
             raise ValueError(f"{path} is not a checkpoint written by `pna train` (no 'model' and 'config'); if it is "
                              "a model the authors released, name its row: --config NAME (row=NAME)") from err
         raise
-    return model_from_checkpoint(checkpoint), config_from_dict(checkpoint["config"]), []
+    return model_from_checkpoint(checkpoint, path), config_from_dict(checkpoint["config"]), []
 
 
 def _authors(path: Path, row: str) -> tuple[nn.Module, Config, list[str]]:
