@@ -1,4 +1,4 @@
-"""Public neighbourhood attention ops: input checks and dispatch to the reference/slots/dense/tiled/flex paths.
+"""Public neighbourhood attention ops: input checks and dispatch to the native/reference/slots/dense/tiled/flex paths.
 
 Semantics (NATTEN classic 2D neighbourhood attention, see :mod:`pna.ops.window`): every query
 attends to a window of ``Lh x Lw`` real pixels, ``Lh = min(L, H)``, ``Lw = min(L, W)``, slid inward
@@ -14,10 +14,11 @@ import torch
 from .na2d_cpu import na2d_attn_slots, na2d_slots
 from .na2d_dense import fits_dense, na2d_attn_dense, na2d_dense
 from .na2d_flex import na2d_flex
+from .na2d_native import na2d_attn_native, na2d_native, supports as native_supports
 from .na2d_reference import na2d_attn_reference, na2d_reference
 from .na2d_tiled import na2d_tiled
 
-IMPLS = ("auto", "reference", "slots", "dense", "tiled", "flex")
+IMPLS = ("auto", "native", "reference", "slots", "dense", "tiled", "flex")
 
 # Measured CPU dispatch (benchmarks/na.py --dispatch, see the module docstring): per window L, the
 # largest H * W where dense scores win, and the path for larger maps.
@@ -71,8 +72,8 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None, rpb: torch.
 
 def _bias_for(impl: str, q: torch.Tensor, rpb: torch.Tensor) -> torch.Tensor:
     """The bias in the dtype the path computes in (differentiable: the parameter and its gradient
-    keep their dtype). The tiled path casts it itself (float32 for half-precision q)."""
-    return rpb if impl == "tiled" else rpb.to(q.dtype)
+    keep their dtype). The tiled and native paths cast it themselves (float32 for half-precision q)."""
+    return rpb if impl in ("tiled", "native") else rpb.to(q.dtype)
 
 
 def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: int) -> str:
@@ -81,12 +82,17 @@ def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: 
     if impl == "auto":
         if q.device.type == "cuda" and "flex" in allowed:
             return "flex"
+        if "native" in allowed and native_supports(q, kernel_size):
+            return "native"
         if "tiled" not in allowed:  # na2d_attn: the weights come from dense or the slot loop
             return "dense" if fits_dense(q) else "slots"
         path = cpu_path(q.shape[2], q.shape[3], kernel_size)
         if path == "dense" and not fits_dense(q):  # too many (batch x heads) for the score matrix
             return _measured(kernel_size)[1]
         return path
+    if impl == "native" and not native_supports(q, kernel_size):
+        raise ValueError("impl='native' needs the C++ kernel on a CPU tensor with L <= 33; it is unavailable here "
+                         "(no compiler, a failed build, PNA_NATIVE_NA=0, or another device/dtype/window)")
     return impl
 
 
@@ -97,8 +103,8 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         q, k: ``(B, heads, H, W, dim)``; q is used as given (scale it beforehand).
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``.
-        impl: ``"auto"`` (``"dense"`` on small maps, else ``"slots"``; flex does not expose the
-            weights), ``"reference"``, ``"slots"`` or ``"dense"``.
+        impl: ``"auto"`` (the fused CPU kernel when no gradient is needed, else ``"dense"`` on small
+            maps and ``"slots"`` on the others; flex does not expose the weights), ``"native"`` (no gradient), ``"reference"``, ``"slots"`` or ``"dense"``.
 
     Returns:
         ``(B, heads, H, W, Lh * Lw)`` with ``Lh = min(L, H)``, ``Lw = min(L, W)``; slot
@@ -110,8 +116,11 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         torch.Size([2, 3, 8, 8, 49])
     """
     _check(q, k, None, rpb, kernel_size)
-    impl = _resolve(impl, q, ("auto", "reference", "slots", "dense"), kernel_size)
-    paths = {"reference": na2d_attn_reference, "slots": na2d_attn_slots, "dense": na2d_attn_dense}
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or rpb.requires_grad)
+    allowed = ("auto", "reference", "slots", "dense") + (() if needs_grad else ("native",))
+    impl = _resolve(impl, q, allowed, kernel_size)
+    paths = {"reference": na2d_attn_reference, "slots": na2d_attn_slots, "dense": na2d_attn_dense,
+             "native": na2d_attn_native}
     return paths[impl](q, k, _bias_for(impl, q, rpb), kernel_size)
 
 
@@ -140,5 +149,6 @@ def na2d(
     """
     _check(q, k, v, rpb, kernel_size)
     impl = _resolve(impl, q, IMPLS, kernel_size)
-    paths = {"reference": na2d_reference, "slots": na2d_slots, "dense": na2d_dense, "tiled": na2d_tiled, "flex": na2d_flex}
+    paths = {"reference": na2d_reference, "slots": na2d_slots, "dense": na2d_dense, "tiled": na2d_tiled, "flex": na2d_flex,
+             "native": na2d_native}
     return paths[impl](q, k, v, _bias_for(impl, q, rpb), kernel_size)
