@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import Tensor, nn
 
+from .channels_last import PointwiseConv
 from .nam import NeighbourhoodAggregation
 from .sam import SelfAggregation
 
@@ -37,8 +38,8 @@ class RefineStage(nn.Module):
             raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of head_dim ({head_dim})")
         num_heads = embed_dim // head_dim
         self.resize_mode = resize_mode
-        self.query = nn.Conv2d(in_channels, embed_dim, 1, bias=embed_bias)
-        self.value = nn.Conv2d(num_classes, embed_dim, 1, bias=embed_bias)
+        self.query = PointwiseConv(in_channels, embed_dim, bias=embed_bias)
+        self.value = PointwiseConv(num_classes, embed_dim, bias=embed_bias)
         self.sam = SelfAggregation(embed_dim, num_heads) if use_sam else nn.Identity()
         self.norm_query = nn.LayerNorm(embed_dim)
         self.norm_value = nn.LayerNorm(embed_dim)
@@ -46,7 +47,7 @@ class RefineStage(nn.Module):
         self.norm_mlp = nn.LayerNorm(embed_dim)
         self.mlp = Mlp(embed_dim, embed_dim, act_layer=nn.GELU)
         self.norm_out = nn.LayerNorm(embed_dim)
-        self.classifier = nn.Conv2d(embed_dim, num_classes, 1)
+        self.classifier = PointwiseConv(embed_dim, num_classes)
 
     def resize(self, logits: Tensor, size: Sequence[int]) -> Tensor:
         if tuple(logits.shape[-2:]) == tuple(size):
@@ -55,6 +56,8 @@ class RefineStage(nn.Module):
         return F.interpolate(logits, size=tuple(size), mode=self.resize_mode, align_corners=align)
 
     def forward(self, feat: Tensor, prev_logits: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        # channels-last inside (pna.models.channels_last): the 1x1 embeddings and the SAM return
+        # NCHW-shaped views of (B, H, W, C) memory, whose permutes below are views too
         x = self.query(feat)
         v = self.value(self.resize(prev_logits, feat.shape[-2:]))
         shortcut = self.sam(x).permute(0, 2, 3, 1)  # from the un-normalised embedding
@@ -63,9 +66,8 @@ class RefineStage(nn.Module):
         aggregated, attn = aggregated if return_attn else (aggregated, None)
         x = shortcut + aggregated
         x = x + self.mlp(self.norm_mlp(x))
-        # plain NCHW: a channels-last input gives the 1x1 convs here and in the next stage's `value`
-        # weight gradients with other strides than the weights (DDP's grad-stride warning); see ChannelNorm
-        logits = self.classifier(self.norm_out(x).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format))
+        # plain NCHW logits (the next stage resizes them, the losses upsample them)
+        logits = self.classifier(self.norm_out(x).permute(0, 3, 1, 2)).contiguous()
         return (logits, attn) if return_attn else logits
 
 

@@ -1,10 +1,18 @@
-"""Self-Aggregation Module (SAM): a Restormer transformer block (MDTA + GDFN) on NCHW maps."""
+"""Self-Aggregation Module (SAM): a Restormer transformer block (MDTA + GDFN).
+
+The modules take NCHW-shaped maps and return NCHW-shaped maps in channels-last memory; inside they
+work on ``(B, H, W, C)`` maps (``forward_nhwc``, the refinement's layout, :mod:`pna.models.channels_last`).
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
+
+from .channels_last import depthwise, layer_norm, pointwise_nhwc, to_nhwc
+
+NORMALIZE_EPS = 1e-12  # F.normalize's default: q and k are divided by max(norm, eps)
 
 
 class ChannelNorm(LayerNorm2d):
@@ -40,11 +48,23 @@ class ChannelAttention(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        q, k, v = self.qkv_dw(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).unbind(1)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)  # (B, heads, d, d)
-        return self.proj((attn @ v).reshape(b, c, h, w))
+        return self.forward_nhwc(to_nhwc(x)).permute(0, 3, 1, 2)
+
+    def forward_nhwc(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H, W, C). The normalisation over positions divides the d x d products
+        by the two norms (the same quotients as normalising q and k first, one pass less)."""
+        b, h, w, c = x.shape
+        qkv = depthwise(self.qkv_dw, pointwise_nhwc(self.qkv, x)).view(b, h * w, 3, self.num_heads, -1)
+        q, k, v = qkv.unbind(2)  # (B, HW, heads, d) views
+        norms = qkv[:, :, :2].square().sum(1).clamp_min(NORMALIZE_EPS ** 2).sqrt()  # (B, 2, heads, d)
+        if b == 1:  # (B, heads, d, HW) @ (B, heads, HW, d) folds its batch without a copy only for B = 1
+            gram = torch.matmul(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))
+        else:
+            gram = torch.stack([torch.matmul(q[i].permute(1, 2, 0), k[i].permute(1, 0, 2)) for i in range(b)])
+        scale = norms[:, 0, :, :, None] * norms[:, 1, :, None, :]
+        attn = (gram / scale * self.temperature).softmax(dim=-1)  # (B, heads, d, d)
+        out = torch.matmul(v.permute(0, 2, 1, 3), attn.transpose(-2, -1))  # (B, heads, HW, d)
+        return pointwise_nhwc(self.proj, out.permute(0, 2, 1, 3).reshape(b, h, w, c))
 
 
 class GatedFeedForward(nn.Module):
@@ -58,8 +78,11 @@ class GatedFeedForward(nn.Module):
         self.shrink = nn.Conv2d(hidden, dim, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x1, x2 = self.dw(self.expand(x)).chunk(2, dim=1)
-        return self.shrink(F.gelu(x1) * x2)
+        return self.forward_nhwc(to_nhwc(x)).permute(0, 3, 1, 2)
+
+    def forward_nhwc(self, x: Tensor) -> Tensor:
+        x1, x2 = depthwise(self.dw, pointwise_nhwc(self.expand, x)).chunk(2, dim=-1)
+        return pointwise_nhwc(self.shrink, F.gelu(x1) * x2)
 
 
 class SelfAggregation(nn.Module):
@@ -78,5 +101,8 @@ class SelfAggregation(nn.Module):
         self.ffn = GatedFeedForward(dim, ffn_expansion)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        return self.forward_nhwc(to_nhwc(x)).permute(0, 3, 1, 2)
+
+    def forward_nhwc(self, x: Tensor) -> Tensor:
+        x = x + self.attn.forward_nhwc(layer_norm(self.norm1, x))
+        return x + self.ffn.forward_nhwc(layer_norm(self.norm2, x))
