@@ -3,7 +3,8 @@
 Stage table (default): the four PNA stage shapes of a 512 x 512 input (B = 2, head dim 32) for
 L in {5, 7, 9, 11}, per implementation: ``naive_unfold`` (``F.unfold`` of every L x L window,
 ``L * L`` copies of K and V), ``reference`` (advanced-index gather), ``slots`` (slot loop),
-``dense`` (one score matmul, where the dispatcher allows it) and ``tiled`` (halo tiles). Each
+``dense`` (one score matmul, where the dispatcher allows it), ``tiled`` (halo tiles) and ``native``
+(the fused C++ kernel, where it builds). Each
 (impl, stage, L) runs in a fresh subprocess; times are the best (and the median) of ``--repeats``
 calls after a warm-up (the CPU is shared: the best is the least disturbed); peak memory is the growth of its resident high-water
 mark (VmHWM, reset after the inputs were made) over the RSS at that point. GFLOP/s counts the useful work only: six
@@ -12,9 +13,9 @@ ratio divides the time by that of one square matmul of the same FLOPs timed in t
 The 1-minute load average is recorded beside every figure (the CPU is shared). Writes
 ``results/benchmarks/na_cpu.csv``.
 
-Dispatch table (``--dispatch``): dense vs tiled (and slots) on small square maps, best single-thread
-CPU time over interleaved rounds, the measurement behind ``pna.ops.na2d.DENSE_MAX_PIXELS``;
-writes ``results/benchmarks/na_dispatch_cpu.csv``.
+Dispatch table (``--dispatch``): dense vs tiled, slots and native on small square maps, best
+single-thread CPU time over interleaved rounds, the measurement behind ``pna.ops.na2d.CPU_DISPATCH``
+(torch paths) and ``NATIVE_DENSE_MAX_PIXELS`` (with the kernel); writes ``results/benchmarks/na_dispatch_cpu.csv``.
 
     python benchmarks/na.py                                   # stage table, 3 timed repeats
     python benchmarks/na.py --impls slots tiled --kernels 9 --update   # re-measure some rows
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pna.ops import na2d  # noqa: E402
+from pna.ops import na2d, native  # noqa: E402
 from pna.ops.na2d_dense import fits_dense  # noqa: E402
 from pna.ops.window import relative_bias, window_starts  # noqa: E402
 
@@ -258,11 +259,12 @@ def main() -> None:
         print(json.dumps(worker(impl, *map(int, shape), args.repeats)))
         return
     if args.dispatch:
-        args.impls = args.impls or ["dense", "tiled", "slots"]
+        args.impls = args.impls or ["dense", "tiled", "slots"] + (["native"] if native.available() else [])
         args.kernels = args.kernels or [3, 5, 7, 9, 11]
         dispatch_table(args)
     else:
-        args.impls = args.impls or ["naive_unfold", "reference", "slots", "dense", "tiled"]
+        args.impls = args.impls or ["naive_unfold", "reference", "slots", "dense", "tiled"] + (
+            ["native"] if native.available() else [])
         args.kernels = args.kernels or list(KERNELS)
         stage_table(args)
 

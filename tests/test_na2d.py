@@ -245,20 +245,26 @@ def measured_dispatch() -> dict[tuple[int, int, int], dict[str, float]]:
             for key, paths in times.items()}
 
 
-def test_cpu_path_is_the_fastest_measured_path():
+TORCH_PATHS = {"dense", "tiled", "slots"}
+
+
+@pytest.mark.parametrize("native", [False, True])  # the pure-torch table, and the one with the C++ kernel
+def test_cpu_path_is_the_fastest_measured_path(native):
     measured = measured_dispatch()
-    assert {impl for totals in measured.values() for impl in totals} == {"dense", "tiled", "slots"}
+    assert {impl for totals in measured.values() for impl in totals} == TORCH_PATHS | {"native"}
     assert len({k[0] for k in measured}) >= 3 and len(measured) >= 20  # the table covers windows and sizes
+    contenders = TORCH_PATHS | ({"native"} if native else set())
     for (kernel, height, width), totals in measured.items():
-        chosen, best = cpu_path(height, width, kernel), min(totals, key=totals.get)
+        totals = {impl: t for impl, t in totals.items() if impl in contenders}
+        chosen, best = cpu_path(height, width, kernel, native), min(totals, key=totals.get)
         assert totals[chosen] <= DISPATCH_NOISE * totals[best], (
             f"L={kernel}, {height}x{width}: cpu_path picks {chosen} ({totals[chosen]:.1f} ms), {best} took {totals[best]:.1f} ms")
     # beyond the measured sizes (the stride-4 map of a 512 crop is 128 x 128): the path fastest on the
     # largest measured map of that window
     for kernel in {k[0] for k in measured}:
         largest = max((k for k in measured if k[0] == kernel), key=lambda k: k[1] * k[2])
-        totals = measured[largest]
-        assert totals[cpu_path(128, 128, kernel)] <= DISPATCH_NOISE * min(totals.values()), f"L={kernel}, 128x128"
+        totals = {impl: t for impl, t in measured[largest].items() if impl in contenders}
+        assert totals[cpu_path(128, 128, kernel, native)] <= DISPATCH_NOISE * min(totals.values()), f"L={kernel}, 128x128"
 
 
 def test_auto_dispatch_falls_back_where_dense_scores_do_not_fit():
@@ -267,14 +273,15 @@ def test_auto_dispatch_falls_back_where_dense_scores_do_not_fit():
     measured = measured_dispatch()
     for kernel in {k[0] for k in measured}:
         # the largest measured map on which dense wins, with 64 x 24 score matrices: too many to fit
-        _, height, width = max((k for k in measured if k[0] == kernel and cpu_path(k[1], k[2], kernel) == "dense"),
+        _, height, width = max((k for k in measured if k[0] == kernel and cpu_path(k[1], k[2], kernel, False) == "dense"),
                                key=lambda k: k[1] * k[2])
         crowded = torch.zeros(64, 24, height, width, 1)
         assert not fits_dense(crowded)
         path = _resolve("auto", crowded, ("auto", "dense", "tiled", "slots"), kernel)
-        totals = {impl: t for impl, t in measured[(kernel, height, width)].items() if impl != "dense"}
+        totals = {impl: t for impl, t in measured[(kernel, height, width)].items() if impl in TORCH_PATHS - {"dense"}}
         assert path != "dense" and totals[path] <= DISPATCH_NOISE * min(totals.values()), f"L={kernel}, {height}x{width}"
     # na2d_attn (no tiled path: the weights come from dense or the slot loop) on a large map
     assert _resolve("auto", torch.zeros(2, 3, 128, 128, 1), ("auto", "reference", "slots", "dense"), 9) == "slots"
     # a window outside the table takes the nearest measured one's path
-    assert all(cpu_path(h, w, 13) == cpu_path(h, w, max(k[0] for k in measured)) for _, h, w in measured)
+    for native in (False, True):
+        assert all(cpu_path(h, w, 13, native) == cpu_path(h, w, max(k[0] for k in measured), native) for _, h, w in measured)

@@ -15,27 +15,41 @@ from .na2d_cpu import na2d_attn_slots, na2d_slots
 from .na2d_dense import fits_dense, na2d_attn_dense, na2d_dense
 from .na2d_flex import na2d_flex
 from .na2d_native import na2d_attn_native, na2d_native, supports as native_supports
+from .native import available as native_available
 from .na2d_reference import na2d_attn_reference, na2d_reference
 from .na2d_tiled import na2d_tiled
 
 IMPLS = ("auto", "native", "reference", "slots", "dense", "tiled", "flex")
 
-# Measured CPU dispatch (benchmarks/na.py --dispatch, see the module docstring): per window L, the
-# largest H * W where dense scores win, and the path for larger maps.
+# Measured CPU dispatch (benchmarks/na.py --dispatch, results/benchmarks/na_dispatch_cpu.csv): per
+# window L, the largest H * W where dense scores win and the path for larger maps, among the
+# pure-torch paths (no C++ compiler) and against the fused kernel (pna.ops.native).
 CPU_DISPATCH = {3: (196, "slots"), 5: (400, "tiled"), 7: (400, "tiled"), 9: (400, "tiled"), 11: (400, "tiled")}
+NATIVE_DENSE_MAX_PIXELS = {3: 0, 5: 64, 7: 144, 9: 256, 11: 256}
+
+
+def _nearest(table: dict, kernel_size: int):
+    return table[min(table, key=lambda size: (abs(size - kernel_size), -size))]
 
 
 def _measured(kernel_size: int) -> tuple[int, str]:
-    return CPU_DISPATCH[min(CPU_DISPATCH, key=lambda size: (abs(size - kernel_size), -size))]  # nearest L
+    return _nearest(CPU_DISPATCH, kernel_size)
 
 
-def cpu_path(height: int, width: int, kernel_size: int) -> str:
-    """The fastest path off CUDA for this map and window, from the measured table (nearest L).
+def cpu_path(height: int, width: int, kernel_size: int, native: bool | None = None) -> str:
+    """The fastest path off CUDA for this map and window, from the measured tables (nearest L);
+    ``native``: whether the fused kernel runs here (default: whether it builds).
 
     Example:
-        >>> cpu_path(16, 16, 9), cpu_path(128, 128, 9), cpu_path(128, 128, 3)
-        ('dense', 'tiled', 'slots')
+        >>> [cpu_path(s, s, 9, native=False) for s in (16, 128)], cpu_path(128, 128, 3, native=False)
+        (['dense', 'tiled'], 'slots')
+        >>> cpu_path(8, 8, 9, native=True), cpu_path(128, 128, 9, native=True)
+        ('dense', 'native')
     """
+    if native is None:
+        native = native_available()
+    if native:
+        return "dense" if height * width <= _nearest(NATIVE_DENSE_MAX_PIXELS, kernel_size) else "native"
     dense_pixels, large = _measured(kernel_size)
     return "dense" if height * width <= dense_pixels else large
 
@@ -82,13 +96,12 @@ def _resolve(impl: str, q: torch.Tensor, allowed: tuple[str, ...], kernel_size: 
     if impl == "auto":
         if q.device.type == "cuda" and "flex" in allowed:
             return "flex"
-        if "native" in allowed and native_supports(q, kernel_size):
-            return "native"
-        if "tiled" not in allowed:  # na2d_attn: the weights come from dense or the slot loop
+        native = "native" in allowed and native_supports(q, kernel_size)
+        if "tiled" not in allowed and not native:  # na2d_attn: the weights come from dense or the slot loop
             return "dense" if fits_dense(q) else "slots"
-        path = cpu_path(q.shape[2], q.shape[3], kernel_size)
+        path = cpu_path(q.shape[2], q.shape[3], kernel_size, native)
         if path == "dense" and not fits_dense(q):  # too many (batch x heads) for the score matrix
-            return _measured(kernel_size)[1]
+            return "native" if native else _measured(kernel_size)[1]
         return path
     if impl == "native" and not native_supports(q, kernel_size):
         raise ValueError("impl='native' needs the C++ kernel on a CPU tensor with L <= 33; it is unavailable here "
