@@ -105,10 +105,10 @@ class SegmentationLoss(nn.Module):
             return torch.stack([self._top_k_mean(chunk) for chunk in chunks]).mean()
         if self.mean_over == "all":  # ignored pixels are 0 in the sum (cross_entropy's ignore_index)
             return pixel_loss.mean()
-        pixel_loss = pixel_loss[labels != self.ignore_index]
-        if pixel_loss.numel() == 0:  # every pixel ignored: a zero that still carries the graph
+        labelled = (labels != self.ignore_index).sum()  # the ignored pixels' 0 stay in the sum: no gather
+        if labelled == 0:  # every pixel ignored: a zero that still carries the graph
             return logits.sum() * 0.0
-        return pixel_loss.mean()
+        return pixel_loss.sum() / labelled
 
     def forward(self, outputs: Mapping[str, Any], labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         unknown = sorted(set(outputs) - set(self.weights))
