@@ -70,7 +70,7 @@ def test_prep_writes_index_labels_and_a_fixed_disjoint_split(samples_dir, tmp_pa
         box = (n * 400, n * 400, n * 400 + 48, n * 400 + 48)
         sat.crop(box).save(tiles / f"{n}_sat.jpg")
         mask.crop(box).save(tiles / f"{n}_mask.png")
-    assert prep.main(["--root", str(tmp_path), "--sizes", "2", "2", "1"]) == 0
+    assert prep.main(["--root", str(tmp_path), "--split", "sha256", "--sizes", "2", "2", "1"]) == 0
     assert "classes found" in capsys.readouterr().out
     splits = {s: (tmp_path / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
     assert [len(v) for v in splits.values()] == [2, 2, 1]
@@ -81,7 +81,55 @@ def test_prep_writes_index_labels_and_a_fixed_disjoint_split(samples_dir, tmp_pa
     assert converted.use_png
     for item, i in zip(converted, splits["train"]):
         assert np.array_equal(item["label"].numpy(), decode_colour_mask(tiles / f"{i}_mask.png", DEEPGLOBE_COLOUR_TO_ID))
-    assert prep.main(["--root", str(tmp_path), "--sizes", "2", "2", "1"]) == 0  # idempotent
+    assert prep.main(["--root", str(tmp_path), "--split", "sha256", "--sizes", "2", "2", "1"]) == 0  # idempotent
     assert "labels unchanged: 5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="add up to 4 but .* holds 5"):
-        prep.main(["--root", str(tmp_path), "--sizes", "2", "1", "1"])
+        prep.main(["--root", str(tmp_path), "--split", "sha256", "--sizes", "2", "1", "1"])
+
+
+# ---- MagNet's split (the paper's 454 / 207 / 142) -------------------------------------------------------
+def test_shipped_magnet_split_has_the_papers_sizes_and_their_tiles():
+    split = prep.shipped_magnet_split()
+    assert [len(split[s]) for s in prep.SPLITS] == [454, 207, 142]
+    assert len(set(sum(split.values(), []))) == 803  # disjoint, every land-train tile
+    # read by eye in VinAIResearch/MagNet@7f5b876:data/list/deepglobe/: train.txt lines 1, 159 and 409,
+    # val.txt line 1, test.txt lines 1 and 142
+    assert split["train"][0] == "621206" and split["train"][158] == "6399" and split["train"][408] == "855"
+    assert split["val"][0] == "455374" and split["test"][0] == "857201" and split["test"][-1] == "412210"
+
+
+def _tiles(samples_dir, root, ids):
+    tiles = root / "land-train"
+    tiles.mkdir(parents=True)
+    src = samples_dir / "deepglobe" / "land-train"
+    sat, mask = Image.open(src / "6399_sat.jpg"), Image.open(src / "6399_mask.png")
+    for n, i in enumerate(ids):
+        box = (n * 300, n * 300, n * 300 + 40, n * 300 + 40)
+        sat.crop(box).save(tiles / f"{i}_sat.jpg")
+        mask.crop(box).save(tiles / f"{i}_mask.png")
+
+
+def test_split_file_reads_magnets_list_format(samples_dir, tmp_path, capsys):
+    _tiles(samples_dir, tmp_path, ["11", "22", "33", "44"])
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    line = "land-train/{0}_sat.jpg\tland-train/{0}_mask.png"
+    for split, ids in (("train", ["33", "11"]), ("val", ["44"]), ("test", ["22"])):
+        (lists / f"{split}.txt").write_text("\n".join(line.format(i) for i in ids))  # no final newline, as theirs
+    assert prep.main(["--root", str(tmp_path), "--split-file", str(lists)]) == 0
+    written = {s: (tmp_path / "splits" / f"{s}.txt").read_text().split() for s in prep.SPLITS}
+    assert written == {"train": ["33", "11"], "val": ["44"], "test": ["22"]}
+    assert "MagNet lists in" in capsys.readouterr().out
+    (lists / "val.txt").write_text("land-train/44_sat.jpg land-train/44_mask.png\n")  # spaces, not a tab
+    with pytest.raises(ValueError, match="val.txt:1: .*MagNet's list format"):
+        prep.main(["--root", str(tmp_path), "--split-file", str(lists), "--overwrite"])
+    (lists / "val.txt").write_text(line.format("55") + "\n")
+    with pytest.raises(FileNotFoundError, match="lists 1 tiles that .* lacks .*55_mask.png"):
+        prep.main(["--root", str(tmp_path), "--split-file", str(lists), "--overwrite"])
+
+
+def test_default_split_is_magnets_and_names_missing_tiles_before_converting(samples_dir, tmp_path):
+    _tiles(samples_dir, tmp_path, ["855", "6399"])  # two of MagNet's 803 tiles only
+    with pytest.raises(FileNotFoundError, match=r"MagNet's split .* lists 801 tiles that .* lacks"):
+        prep.main(["--root", str(tmp_path)])
+    assert not (tmp_path / "labels").exists() and not (tmp_path / "splits").exists()
