@@ -133,3 +133,48 @@ def test_default_split_is_magnets_and_names_missing_tiles_before_converting(samp
     with pytest.raises(FileNotFoundError, match=r"MagNet's split .* lists 801 tiles that .* lacks"):
         prep.main(["--root", str(tmp_path)])
     assert not (tmp_path / "labels").exists() and not (tmp_path / "splits").exists()
+
+
+# ---- the three DeepGlobe numbers on a hand-made confusion matrix ------------------------------------------
+def _hand_made_matrix():
+    from pna.engine.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(7, eval_classes=[0, 1, 2, 3, 4, 5])  # ours: urban..barren 0..5, unknown 6
+    m = torch.zeros(7, 7, dtype=torch.int64)  # rows: labels, columns: predictions
+    for c in range(6):
+        m[c, c] = 10
+    m[1, 5] = 4             # agriculture predicted barren
+    m[5, 6] = 2             # barren predicted unknown
+    m[6, 0], m[6, 6] = 5, 5  # unknown ground truth: half predicted urban
+    cm.matrix = m
+    return cm
+
+
+def test_magnets_metric_keeps_unknown_ground_truth():
+    # urban 10/(10+15-10), agriculture 10/14, rangeland, forest, water 1, barren 10/(12+14-10)
+    assert _hand_made_matrix().miou() == pytest.approx((2 / 3 + 10 / 14 + 3 + 10 / 16) / 6)
+
+
+def test_authors_evaluator_in_both_readings():
+    from pna.data.deepglobe import AUTHORS_CLASSES, DeepGlobeLandCover
+
+    out = _hand_made_matrix().summary(authors_classes=list(AUTHORS_CLASSES),
+                                      other_readings=DeepGlobeLandCover.authors_readings)
+    # MagNet's encoding: ids 0..5 = unknown, urban..water; barren's row and column dropped:
+    # unknown 5/(10+5-5), urban 10/15, agriculture 10/10 (its 4 pixels predicted barren dropped), 3 x 1
+    assert out["mIoU_authors"] == pytest.approx((1 / 2 + 2 / 3 + 1 + 3) / 6)
+    # unknown last: ids 0..5 = the land classes; unknown's row and column dropped:
+    # urban 10/10, agriculture 10/14, 3 x 1, barren 10/(10+14-10)
+    assert out["mIoU_authors_unknown_last"] == pytest.approx((1 + 10 / 14 + 3 + 10 / 14) / 6)
+
+
+def test_paper_profile_scores_unknown_ground_truth_as_a_class(samples_dir, tmp_path):
+    from pna.configs import load_config
+
+    (tmp_path / "land-train").symlink_to(samples_dir / "deepglobe" / "land-train")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "test.txt").write_text("6399\n")
+    d = load_config("deepglobe/fpn_r52_pna", "paper").data
+    label = build_dataset("deepglobe", tmp_path, d.eval_split, **{**d.options, **d.eval_options})[0]["label"]
+    rgb = np.asarray(Image.open(samples_dir / "deepglobe/land-train/6399_mask.png").convert("RGB"))
+    assert int((label == 6).sum()) == colour_counts(rgb)[DEEPGLOBE_UNKNOWN] > 0 and not (label == 255).any()
