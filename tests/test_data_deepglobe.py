@@ -187,4 +187,4 @@ def test_paper_profile_scores_unknown_ground_truth_as_a_class(samples_dir, tmp_p
     d = load_config("deepglobe/fpn_r52_pna", "paper").data
     label = build_dataset("deepglobe", tmp_path, d.eval_split, **{**d.options, **d.eval_options})[0]["label"]
     rgb = np.asarray(Image.open(samples_dir / "deepglobe/land-train/6399_mask.png").convert("RGB"))
-    assert int((label == 6).sum()) == colour_counts(rgb)[DEEPGLOBE_UNKNOWN] > 0 and not (label == 255).any()
+    assert int((label == 6).sum()) == colour_counts(rgb)[UNKNOWN] > 0 and not (label == 255).any()
