@@ -95,7 +95,7 @@ def test_the_listing_says_each_runs_status_iterations_and_final_miou(crafted, ca
     size = f"{_size(paths['finished']) / 1024:.1f} KiB"  # every file of the folder
     assert " 120/120 " in lines["a_finished"] and f"  {size}  3.0 d" in lines["a_finished"]
     assert "interrupted at iteration 20 of 120" in lines["b_interrupted"] and " 20/120 " in lines["b_interrupted"]
-    assert ("failed at iteration 27: NonFiniteError: non-finite loss at iteration 27 in output(s) P4"
+    assert ("failed after iteration 27: NonFiniteError: non-finite loss at iteration 27 in output(s) P4"
             in lines["c_failed"])
     assert f"running (at iteration 30 of 120; pid {os.getpid()}@{socket.gethostname()} since" in lines["d_running"]
     assert "interrupted at iteration 30 of 120 (stale lock: process" in lines["e_stale"]
@@ -115,7 +115,7 @@ def test_show_gives_the_config_diff_the_batch_split_and_the_provenance(crafted, 
     _, out = _pna(capsys, "show", "b_interrupted")
     assert "  train.iters: 120 -> 120" not in out
     _, out = _pna(capsys, "show", "c_failed")
-    assert "status: failed at iteration 27" in out
+    assert "status: failed after iteration 27" in out
 
 
 def test_show_of_a_changed_config_lists_each_changed_key(tmp_path, monkeypatch, capsys):

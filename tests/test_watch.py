@@ -39,7 +39,7 @@ def test_a_failed_then_resumed_run_has_one_value_per_step_in_tensorboard(isolate
     run = next((isolated / "runs").iterdir())
     failed = json.loads((run / "failed.json").read_text())
     assert failed["iter"] == 3 and failed["error"] == "Boom: stopped on purpose after logging iteration 3"
-    assert run_info(run).detail == "failed at iteration 3: Boom: stopped on purpose after logging iteration 3"
+    assert run_info(run).detail == "failed after iteration 3: Boom: stopped on purpose after logging iteration 3"
     assert (run / "last.pt").is_file() and not (run / "done.json").exists()
 
     second_started = time.time()
