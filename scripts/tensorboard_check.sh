@@ -30,6 +30,7 @@ pna runs | tee "$out/pna_runs.txt"
 
 "$python" -m tensorboard.main --logdir "$out/runs" --host 127.0.0.1 --port "$port" > "$out/tensorboard.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null' EXIT
+trap 'pkill -P $server 2>/dev/null; kill $server 2>/dev/null' EXIT
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 1; done
+kill -0 $server 2>/dev/null || { echo "TensorBoard did not start (port $port in use? PORT=...): $out/tensorboard.log" >&2; exit 1; }
 NODE_PATH="$playwright/node_modules" node "$repo/scripts/tensorboard_check.js" "http://127.0.0.1:$port" "$out"

@@ -193,6 +193,8 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
                                 weights, allow_random_init, workers, micro_batch)
                for row in rows if row not in authors}  # every row is checked before the first one trains
     procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
+    if launcher is not None and tensorboard:
+        print("note: tensorboard=True is not passed to cluster jobs; their rows train without event files", flush=True)
     for cfg in configs.values():
         check_rows_start(cfg, procs.world if procs is not None else None, out_dir, wait)
     runs, start = {}, time.perf_counter()
