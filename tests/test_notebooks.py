@@ -47,6 +47,7 @@ def test_every_run_rows_call_passes_the_trusted_files():
             for call in cell.source.split("run_rows(")[1:] if cell.cell_type == "code" else []:
                 calls += 1
                 assert "trust_files=trust_files" in call.split(")\n")[0], f"{path.name}: run_rows without trust_files"
+                assert "tensorboard=tensorboard" in call.split(")\n")[0], f"{path.name}: run_rows without tensorboard"
     assert calls == 8  # one per notebook 00-06, and Table 2's in 01
 
 
