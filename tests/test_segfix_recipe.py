@@ -74,3 +74,18 @@ def test_the_smoke_stand_ins_differ_from_the_paper_rows_only_where_stated():
             a, b = load_config(smoke[role], "smoke"), load_config(paper[role], "smoke")
             # a stand-in is the same smoke model up to the registry name (R-52 for R-103, DeepGlobe's FPN)
             assert a.model.overrides == b.model.overrides and a.train == b.train and a.data == b.data, (head.key, role)
+
+
+@pytest.mark.parametrize("rows, data_root, message", [
+    (None, "/data/one", "give one folder each"),
+    (None, {"voc": "/data/voc"}, r"no folder for dataset\(s\) \['cityscapes'\]"),
+    ("cityscapes_deeplabv3", "/data/cityscapes", "SegFix starts from ImageNet weights of HRNet-W48"),
+    ("ade_upernet", None, "unknown coarse head"),
+])
+def test_the_refiners_notebook_refuses_bad_parameters_before_training(tmp_path, monkeypatch, rows, data_root, message):
+    from pna.analysis.refiners import train_inputs
+
+    monkeypatch.setenv("PNA_RUNS_DIR", str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match=message):
+        train_inputs(rows, "paper", data_root, "cpu", out_dir=str(tmp_path / "results"))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()

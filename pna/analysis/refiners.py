@@ -54,17 +54,22 @@ def parse_heads(heads) -> list[str]:
     return chosen
 
 
-def _root_of(data_root, dataset: str) -> str | None:
-    """``data_root`` of one dataset: a folder for every dataset, or a mapping {dataset: folder}."""
+def _roots(data_root, datasets: set[str]) -> dict[str, str | None]:
+    """The folder of each dataset from ``data_root``: None (the synthetic set), one folder (heads of
+    one dataset), or a mapping {dataset: folder} (its text too)."""
     if isinstance(data_root, str) and data_root.strip().startswith("{"):
         from pna.analysis.experiments import parse_mapping
 
         data_root = parse_mapping(data_root, "data_root")
     if isinstance(data_root, Mapping):
-        if dataset not in data_root:
-            raise ValueError(f"data_root: no folder for dataset {dataset!r}; it names {sorted(data_root)}")
-        return data_root[dataset]
-    return data_root
+        missing = sorted(datasets - set(data_root))
+        if missing:
+            raise ValueError(f"data_root: no folder for dataset(s) {missing}; it names {sorted(data_root)}")
+        return {d: data_root[d] for d in datasets}
+    if data_root is not None and len(datasets) > 1:
+        raise ValueError(f"data_root: these heads need the datasets {sorted(datasets)}; give one folder each, "
+                         f"e.g. {{'voc': '/data/VOCdevkit/VOC2012', 'cityscapes': '/data/cityscapes'}}")
+    return {d: data_root for d in datasets}
 
 
 def refiner_config(name: str, profile: str, data_root=None, device: str = "auto", iters: int | None = None,
@@ -87,7 +92,11 @@ def refiner_config(name: str, profile: str, data_root=None, device: str = "auto"
     optional = {"train.iters": iters, "train.batch_size": batch_size, "train.workers": workers,
                 "train.micro_batch": micro_batch}
     changes += [f"{key}={value}" for key, value in optional.items() if value is not None]
-    return with_weights(load_config(name, profile, changes), weights, allow_random_init)
+    cfg = with_weights(load_config(name, profile, changes), weights, allow_random_init)
+    if profile == "paper" and not cfg.model.allow_random_init and "pretrained" not in cfg.model.overrides:
+        raise ValueError(f"{name}: SegFix starts from ImageNet weights of HRNet-W48: give `weights` (a folder holding "
+                         "hrnetv2_w48_imagenet_pretrained.pth), or allow_random_init=True")
+    return cfg
 
 
 def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, device: str = "auto",
@@ -96,31 +105,34 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
     """Train (or reuse) every model the ``heads`` need: {head: {role: RunResult}}. The table rows
     go through :func:`pna.analysis.experiments.run_rows` (their results JSONs land in their tables),
     SegFix per dataset through the same trainer; ``options``: iters, batch_size, seed, weights,
-    allow_random_init, workers, micro_batch, trust_files."""
+    allow_random_init, workers, micro_batch, trust_files. Every dataset folder, SegFix config and
+    process count is checked before anything trains."""
     from pna.analysis.experiments import run_rows
     from pna.engine.launch import launch, resolve_processes
     from pna.files import trusting
 
     chosen = [HEADS[h] for h in parse_heads(heads)]
     needed = {name for head in chosen for name in head.configs(profile).values()}
+    roots = _roots(data_root, {name.split("/")[0] for name in needed})
     by_table: dict[tuple[str, str], list[str]] = {}  # a table's rows share one dataset
     for name in sorted(needed - set(REFINER_ROWS)):
         by_table.setdefault((ROWS[name].table, ROWS[name].dataset), []).append(ROWS[name].name)
     trust = options.pop("trust_files", None)
+    refiners = {name: refiner_config(name, profile, roots[REFINER_ROWS[name].dataset], device, **options)
+                for name in sorted(needed & set(REFINER_ROWS))}
+    procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
     runs: dict[str, RunResult] = {}
     for (table, dataset), rows in by_table.items():  # every row of a table in one call, checked before training
-        done = run_rows(table, rows, profile, _root_of(data_root, dataset), device, out_dir=out_dir, gpus=gpus,
+        done = run_rows(table, rows, profile, roots[dataset], device, out_dir=out_dir, gpus=gpus,
                         nodes=nodes, rdzv_endpoint=rdzv_endpoint, launcher=launcher, trust_files=trust, **options)
         runs.update({f"{dataset}/{row}": done[row] for row in rows})
     with trusting(trust):
-        for name in sorted(needed & set(REFINER_ROWS)):
-            cfg = refiner_config(name, profile, _root_of(data_root, REFINER_ROWS[name].dataset), device, **options)
+        for name, cfg in refiners.items():
             print(f"refiners / {name} ({profile})", flush=True)
             if launcher is not None:
                 runs[name] = launcher.submit(cfg, gpus=gpus, nodes=nodes).result()
-                continue
-            procs = resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
-            runs[name] = launch(cfg, procs, out_dir) if procs.world > 1 else _train(cfg, out_dir)
+            else:
+                runs[name] = launch(cfg, procs, out_dir) if procs.world > 1 else _train(cfg, out_dir)
     return {head.key: {role: runs[name] for role, name in head.configs(profile).items()} for head in chosen}
 
 
