@@ -44,6 +44,16 @@ def test_around_a_square_the_ring_is_boundary_and_each_side_points_inwards():
     assert _steps(direction[0, [20, 20, 9, 30], [9, 30, 20, 20]]) == [(0, -1), (0, 1), (-1, 0), (1, 0)]
 
 
+def test_near_a_corner_the_distance_counts_in_whole_pixels_as_their_stored_map_does():
+    label = torch.zeros(1, 40, 40, dtype=torch.long)
+    label[0, 20:, 20:] = 1  # a class-1 quadrant; its corner pixel (20, 20) is the nearest to the pixels below
+    boundary, _ = segfix_targets(label)
+    # (dy, dx) to (20, 20): sqrt(26) = 5.10, sqrt(29) = 5.39, sqrt(32) = 5.66 truncate to 5; sqrt(37), sqrt(50) do not
+    for dy, dx, expected in ((1, 5, 1), (2, 5, 1), (4, 4, 1), (1, 6, 0), (5, 5, 0)):
+        assert math.floor(math.hypot(dy, dx)) <= 5 if expected else math.floor(math.hypot(dy, dx)) > 5
+        assert boundary[0, 20 - dy, 20 - dx] == expected, (dy, dx)
+
+
 def test_small_regions_are_all_boundary_and_ignored_pixels_are_ignored():
     label = torch.zeros(1, 40, 40, dtype=torch.long)
     label[0, 5:14, 5:14] = 1  # 81 px: under the published 100, no distance transform

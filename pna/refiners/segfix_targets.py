@@ -6,7 +6,8 @@ The construction follows the authors' released code (facts and lines in docs/ref
 * every class region with at least :data:`MIN_CLASS_PIXELS` pixels gets its Euclidean distance
   transform (the distance of each of its pixels to the nearest pixel of another label; the
   image border is no boundary); smaller regions, and ignored pixels, keep distance 0;
-* **boundary** = distance <= :data:`BOUNDARY_DISTANCE` (5 px); ignored pixels are ignored;
+* **boundary** = distance <= :data:`BOUNDARY_DISTANCE` (5 px), the distance truncated to whole
+  pixels first as their stored uint8 map is (so sqrt(26) = 5.1 px counts); ignored pixels are ignored;
 * **direction**: the gradient of that distance map, taken with the authors' 5 x 5 kernel
   (weights ``dx / (dx^2 + dy^2)``, zero padding) and zeroed outside the region, points from the
   boundary into the region's interior; its angle is stored in 2-degree steps as theirs is, then
@@ -92,7 +93,7 @@ def _targets_of(label: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.nd
     angle = np.degrees(np.arctan2(grad[0], grad[1]))
     angle = ANGLE_STEP_DEG * np.floor((angle + 180.0) / ANGLE_STEP_DEG) - 180.0  # their stored 2-degree steps
     direction = angle_to_direction(angle)
-    boundary = (distance <= BOUNDARY_DISTANCE).astype(np.int64)
+    boundary = (np.floor(distance) <= BOUNDARY_DISTANCE).astype(np.int64)  # their uint8 map truncates
     ignored = label == ignore_index
     boundary[ignored] = IGNORE
     direction[ignored] = IGNORE
