@@ -14,9 +14,9 @@ image left out as warm-up).
 Every model comes from a training run (``runs/`` cached by config hash): the head, PointRend and
 PNA rows are the paper tables' rows, trained here when no earlier notebook did; SegFix trains from
 :mod:`pna.configs.refiners`. The smoke profile stands the Cityscapes heads in by their smoke
-runs: R-52 for R-103 (the same half-width ResNet-10 at smoke scale, trained by notebook 03), and
-DeepGlobe's FPN rows for Cityscapes' FPN R-103 baseline and PointRend (the smoke configs differ only
-in the name; notebook 04 trains that FPN). :mod:`pna.analysis.refiners_report` writes the table,
+runs: R-52 for R-103 (the same half-width ResNet-10 at smoke scale, trained by notebook 03),
+DeepGlobe's FPN R-52 for Cityscapes' FPN R-103 baseline (trained by notebook 04) and the VOC head's
+FPN + PointRend for Cityscapes' (one run serves both): their smoke configs differ only in the name. :mod:`pna.analysis.refiners_report` writes the table,
 the figures and the claims.
 
 Example::

@@ -225,8 +225,9 @@ def refiners_figure(record: dict, root: Path | str | None = None, palette=None) 
         bars.bar(x + (i - (len(METHODS) - 1) / 2) * width, frame.loc[method, metrics].astype(float), width, label=method)
     bars.set_xticks(x, metrics)
     bars.set_ylabel("%")
-    bars.set_ylim(0, 100)
-    bars.legend(ncol=3, fontsize="x-small", loc="upper right")
+    bars.set_ylim(0, 118)  # room above 100 for the legend
+    bars.set_yticks(range(0, 101, 20))
+    bars.legend(ncol=len(METHODS), fontsize="x-small", loc="upper center", frameon=False)
     bars.set_title(f"{record['title']} ({record['profile']}): every refiner on the same P0", fontsize="medium")
     for j, (title, picture) in enumerate(panels):
         ax = fig.add_subplot(grid[1, j])
