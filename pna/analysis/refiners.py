@@ -151,10 +151,10 @@ def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str
     from pna.engine.distributed import init_from_env
 
     torch_device = init_from_env(device)
-    records = {}
+    records, costs = {}, {}  # costs: params and FLOPs by (run, image size), shared by the heads
     for key, runs in inputs.items():
         start = time.perf_counter()
-        record = evaluate_head(HEADS[key], runs, profile, torch_device, max_images, crf)
+        record = evaluate_head(HEADS[key], runs, profile, torch_device, max_images, crf, costs)
         record["seconds"] = round(time.perf_counter() - start, 1)
         write_record(record, out_dir, overwrite)
         records[key] = record

@@ -86,13 +86,18 @@ def _disagreement(preds: torch.Tensor, window: int) -> tuple[int, int, int]:
     return int(counts.max()), top * max(1, window // 4), left * max(1, window // 4)
 
 
-def _costs(models: Mapping[str, torch.nn.Module], image: torch.Tensor) -> dict[str, dict]:
+def _costs(models: Mapping[str, torch.nn.Module], runs: Mapping, image: torch.Tensor, cache: dict) -> dict[str, dict]:
+    """Params and FLOPs of each model at ``image``'s size; ``cache`` keeps them by (run, size) for the
+    next head (SegFix serves every head of a dataset; a smoke PointRend run serves two)."""
     from pna.analysis.cost import count_flops, count_params
 
     costs = {}
     for role, model in models.items():
-        flops = count_flops(model, image).total() if role != "segfix" else count_flops(_MapsOnly(model), image).total()
-        costs[role] = {"params": count_params(model), "flops": flops}
+        key = (runs[role].config_hash, tuple(image.shape))
+        if key not in cache:
+            traced = _MapsOnly(model) if role == "segfix" else model
+            cache[key] = {"params": count_params(model), "flops": count_flops(traced, image).total()}
+        costs[role] = cache[key]
     return costs
 
 
@@ -110,9 +115,9 @@ class _MapsOnly(torch.nn.Module):
 
 @torch.no_grad()
 def evaluate_head(head, runs: Mapping, profile: str, device: torch.device, max_images: int | None = None,
-                  crf=None) -> dict:
+                  crf=None, cost_cache: dict | None = None) -> dict:
     """Every method of :data:`METHODS` on ``head``'s test split (``runs``: role -> RunResult)."""
-    crf = crf or DEEPLAB_V2
+    crf, cost_cache = crf or DEEPLAB_V2, {} if cost_cache is None else cost_cache
     models, dataset = {}, None
     for role, run in runs.items():
         models[role], data = load_run(run.run_dir, run.config, device)
@@ -125,7 +130,7 @@ def evaluate_head(head, runs: Mapping, profile: str, device: torch.device, max_i
         item = dataset[index]
         image, label = item["image"][None].to(device), item["label"].to(device).long()
         size = label.shape[-2:]
-        costs = costs or _costs(models, image)
+        costs = costs or _costs(models, runs, image, cost_cache)
         clock.counting = index > 0 or count == 1
         coarse = clock.time("coarse", _logits, runs["coarse"], models["coarse"], image, "P0", size)
         p0 = coarse.argmax(1)
