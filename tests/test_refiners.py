@@ -198,3 +198,14 @@ def test_a_segfix_run_is_scored_on_its_own_two_jobs():
     blind = evaluate_segfix(Oracle("nowhere"), _LabelInImage())
     assert blind["segfix"]["boundary_recall"] == 0.0 and blind["segfix"]["boundary_precision"] is None
     assert blind["stages"] == {} and blind["mIoU"] is None and blind["num_images"] == 2
+
+
+def test_densecrf_parameters_are_deeplabs_by_name():
+    """DeepLab v2 ResNet-101 (VOC) and DeepLab v1 LargeFOV, as docs/refiners.md transcribes their releases:
+    (iterations, w1, theta_alpha, theta_beta, w2, theta_gamma)."""
+    from pna.refiners import crf_params
+
+    assert crf_params("deeplab_v2") == DenseCRFParams(10, 4.0, 67.0, 3.0, 3.0, 1.0)
+    assert crf_params("deeplab_v1") == DenseCRFParams(10, 4.0, 49.0, 5.0, 3.0, 3.0)
+    with pytest.raises(ValueError, match="unknown DenseCRF parameters 'deeplab_v3'"):
+        crf_params("deeplab_v3")

@@ -143,13 +143,16 @@ def _train(cfg, out_dir) -> RunResult:
 
 
 def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str = "smoke", device: str = "auto",
-                     out_dir: str | Path | None = None, max_images: int | None = None, crf=None,
+                     out_dir: str | Path | None = None, max_images: int | None = None, crf="deeplab_v2",
                      overwrite: bool = False) -> dict[str, dict]:
     """Score every method on each head of ``inputs`` (:func:`train_inputs`) and write
     ``refiners/<head>.<profile>.json`` under ``out_dir`` (default results/); returns the records."""
     from pna.analysis.refiners_report import write_record
     from pna.engine.distributed import init_from_env
 
+    from pna.refiners import crf_params
+
+    crf = crf_params(crf)  # a bad name fails before any image is scored
     torch_device = init_from_env(device)
     records, costs = {}, {}  # costs: params and FLOPs by (run, image size), shared by the heads
     for key, runs in inputs.items():

@@ -193,8 +193,8 @@ def write_refiners_table(profile: str = "smoke", root: Path | str | None = None)
             f"{TRIMAP_SHOWN} px); '{PAPER}': the paper's number for the method on that head (ResNet-101 on Cityscapes, "
             f"ResNet-50 on VOC; SegFix's quoted from its own paper), empty where it prints none. GFLOPs: the networks' forward passes at the test size (DenseCRF and SegFix's label "
             f"shift are not counted); FPS: batch 1 on {first['device']} with {first['cpu_threads']} threads, "
-            f"post-processing included (a shared machine: indicative only). DenseCRF: DeepLab v2's parameters "
-            f"{first['crf']}; SegFix: offsets x {first['segfix']['offset_scale']} (docs/refiners.md)._\n\n"
+            f"post-processing included (a shared machine: indicative only). DenseCRF's parameters "
+            f"{first['crf']} (DeepLab v2's by default); SegFix: offsets x {first['segfix']['offset_scale']} (docs/refiners.md)._\n\n"
             f"{markdown_table(frame, 1)}\n\nRuns:\n" + "\n".join(notes)
             + "\n\nClaims (the paper's ordering on the same head, and ours):\n" + "\n".join(claim_lines) + "\n")
     out = root / "tables" / f"refiners.{profile}.md"

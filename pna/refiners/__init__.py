@@ -7,10 +7,10 @@
 The SegFix network that predicts the two maps is a model (:mod:`pna.models.segfix`); the
 comparison of every refiner on the same coarse heads is :mod:`pna.analysis.refiners`.
 """
-from pna.refiners.densecrf import DEEPLAB_V1, DEEPLAB_V2, DenseCRFParams, crf_refine, dense_crf
+from pna.refiners.densecrf import CRF_PARAMS, DEEPLAB_V1, DEEPLAB_V2, DenseCRFParams, crf_params, crf_refine, dense_crf
 from pna.refiners.segfix_offsets import OFFSET_SCALE, apply_offsets, offsets_from_maps, refine_with_segfix
 from pna.refiners.segfix_targets import BOUNDARY_DISTANCE, DIRECTION_STEPS, NUM_DIRECTIONS, segfix_targets
 
-__all__ = ["BOUNDARY_DISTANCE", "DEEPLAB_V1", "DEEPLAB_V2", "DIRECTION_STEPS", "DenseCRFParams", "NUM_DIRECTIONS",
-           "OFFSET_SCALE", "apply_offsets", "crf_refine", "dense_crf", "offsets_from_maps", "refine_with_segfix",
+__all__ = ["BOUNDARY_DISTANCE", "CRF_PARAMS", "DEEPLAB_V1", "DEEPLAB_V2", "DIRECTION_STEPS", "DenseCRFParams", "NUM_DIRECTIONS",
+           "OFFSET_SCALE", "apply_offsets", "crf_params", "crf_refine", "dense_crf", "offsets_from_maps", "refine_with_segfix",
            "segfix_targets"]

@@ -52,6 +52,16 @@ class DenseCRFParams:
 
 DEEPLAB_V2 = DenseCRFParams()  # DeepLab v2, ResNet-101, VOC 2012 (docs/refiners.md)
 DEEPLAB_V1 = DenseCRFParams(iterations=10, w1=4.0, theta_alpha=49.0, theta_beta=5.0, w2=3.0, theta_gamma=3.0)
+CRF_PARAMS = {"deeplab_v2": DEEPLAB_V2, "deeplab_v1": DEEPLAB_V1}  # by the name a notebook parameter gives
+
+
+def crf_params(name: str | DenseCRFParams) -> DenseCRFParams:
+    """Parameters by name (:data:`CRF_PARAMS`), or as given."""
+    if isinstance(name, DenseCRFParams):
+        return name
+    if name not in CRF_PARAMS:
+        raise ValueError(f"crf: unknown DenseCRF parameters {name!r}; expected one of {sorted(CRF_PARAMS)}")
+    return CRF_PARAMS[name]
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, params: DenseCRFParams = DEEPLAB_V2) -> np.ndarray:
