@@ -18,7 +18,8 @@ dataset; the config name is ``"<dataset>/<name>"``), the registry model it build
 
 Rows the paper quotes from other works with no public re-implementation here (EBLNet, SegFix, FaPN,
 GLNet, MagNet, ISDNet, TransLab: :data:`CITED_ONLY`) have no row: their numbers live only in
-``results/paper_numbers.csv``.
+``results/paper_numbers.csv``. SegFix is re-implemented as a refiner of any coarse head
+(:mod:`pna.configs.refiners`, notebook 08), not as a table row.
 
 Example::
 

@@ -140,7 +140,12 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
 def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | str = "cpu", workers: int = 0,
                          progress: bool = False, boundary: BoundarySettings | None = BoundarySettings()) -> dict:
     """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch);
-    ``boundary=None`` scores mIoU only (the training loop's periodic evaluations)."""
+    ``boundary=None`` scores mIoU only (the training loop's periodic evaluations). A SegFix network
+    predicts no classes: it is scored on its own maps (:mod:`pna.engine.segfix_eval`)."""
+    from pna.engine.segfix_eval import evaluate_segfix, is_segfix
+
+    if is_segfix(model):
+        return evaluate_segfix(model, dataset, device, workers, cfg.eval.mode, cfg.eval.crop, cfg.eval.stride)
     e = cfg.eval
     return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
                           workers=workers, progress=progress, boundary=boundary, authors_classes=e.authors_classes)

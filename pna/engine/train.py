@@ -68,7 +68,7 @@ class Trainer:
         from pna.models import SegmentationLoss
         self.criterion = SegmentationLoss(ignore_index=self.train_set.ignore_index, **cfg.model.loss)
         o = cfg.optim
-        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas, o.decay_rule)
+        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas, o.decay_rule, o.optimizer, o.momentum)
         self.scheduler = build_scheduler(self.optimizer, cfg.train.iters, o.warmup_iters, o.warmup_ratio,
                                          o.poly_power, o.min_lr)
         self.amp = cfg.train.amp and device.type == "cuda"
