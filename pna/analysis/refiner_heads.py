@@ -51,8 +51,8 @@ HEADS: dict[str, CoarseHead] = {head.key: head for head in (
                       "cityscapes/deeplabv3_r52_os16_pna"), smoke_note=_STAND_IN),
     CoarseHead("cityscapes_fpn", "semantic FPN, Cityscapes", "cityscapes/fpn_r103", "cityscapes/fpn_r103_pointrend",
                "cityscapes/fpn_r103_pna", "cityscapes/segfix_hrnet48",
-               smoke=("deepglobe/fpn_r52", "voc/fpn_r50_pointrend", "cityscapes/fpn_r52_pna"),
-               smoke_note=_STAND_IN + "; DeepGlobe's FPN R-52 for the baseline (trained by notebook 04) and the VOC "
-                                      "head's FPN + PointRend (trained once for both): the same smoke models but "
-                                      "the name"),
+               smoke=("deepglobe/fpn_r52", "deepglobe/fpn_r52_pointrend", "cityscapes/fpn_r52_pna"),
+               smoke_note=_STAND_IN + "; DeepGlobe's FPN R-52 for the baseline (trained by notebook 04) and its FPN + "
+                                      "PointRend R-52: Detectron2's FPN head (GroupNorm, no dropout) like the "
+                                      "Cityscapes rows, the same smoke models but the name"),
 )}
