@@ -17,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -e '.[notebooks,test]'
+	$(BIN)/python -m pip install -e '.[notebooks,test,tensorboard]'
 	-git config filter.nbstripout.clean "$(NBSTRIPOUT)" 2>/dev/null
 	-git config filter.nbstripout.smudge cat 2>/dev/null
 	-git config diff.ipynb.textconv "$(NBSTRIPOUT) -t" 2>/dev/null

@@ -141,7 +141,8 @@ def d2_fpn(classes: int, in_channels=(256, 512, 1024, 2048)) -> list[Row]:
 
 def d2_aspp(classes: int, c_in: int = 2048, ch: int = 256) -> list[Row]:
     """Detectron2 ASPP: convs.0 1x1, convs.1..3 dilated (each conv + .norm), convs.4.1 pooling conv with
-    bias, project (1x1 over the 5 branches, pooling last) + .norm; predictor. ``project`` is checked apart."""
+    bias, project (1x1 over the 5 branches, pooling last) + .norm; predictor. ``project`` is checked apart.
+    Read in facebookresearch/detectron2@47d8ed7a1bd9:detectron2/layers/aspp.py:59-127 and main:pna/deeplabv3.py:58,69."""
     rows = conv("aspp.convs.0", "aspp.branches.1.0", (ch, c_in, 1, 1)) + bn("aspp.convs.0.norm", "aspp.branches.1.1", ch)
     for i in (1, 2, 3):
         rows += conv(f"aspp.convs.{i}", f"aspp.branches.{i + 1}.0", (ch, c_in, 3, 3))

@@ -307,3 +307,25 @@ def test_a_notebook_row_can_be_evaluated_from_the_authors_file(tmp_path):
     assert table.loc["fcn_r50_os32_pna", "trained as"] == "the authors' released model"
     with pytest.raises(ValueError, match="table1 has no row"):
         run_rows("table1", [], profile="paper", data_root=str(root), authors_checkpoints={"fpn_r52_pna": str(path)})
+
+
+# ---- DeepGlobe: their label ids (MagNet's: 0 unknown, 1 urban, ..., 6 barren) into ours ---------------
+@pytest.mark.slow
+def test_deepglobe_file_relabelled_from_magnets_ids_to_ours():
+    state = fx.fill(fx.resnet_d2() + fx.d2_fpn(7) + fx.d2_pna(7))
+    as_is, _ = load_authors_model({"model": state}, "deepglobe/fpn_r52_pna", class_order="ours")
+    model, report = load_authors_model({"model": state}, "deepglobe/fpn_r52_pna")  # default: MagNet's ids
+    # MagNet's class of each of their channels (VinAIResearch/MagNet@7f5b876:magnet/dataset/deepglobe.py:10-17),
+    # and ours (urban..barren 0..5, unknown 6): our class j must be their channel of the same name
+    magnet = ["unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren"]
+    ours = ["urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown"]
+    theirs_of_ours = [magnet.index(name) for name in ours]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        relabelled, original = model.predict_all(x), as_is.predict_all(x)
+    assert list(relabelled) == ["P0", "P1", "P2", "P3", "P4"]
+    for stage in relabelled:  # every stage, not just the classifiers: the value embeddings read the logits
+        assert torch.allclose(relabelled[stage], original[stage][:, theirs_of_ours], atol=1e-5), stage
+    assert len(report.reordered) == 2 + 2 * 4 + 4  # coarse classifier, 4 stage classifiers, 4 value embeddings
+    with pytest.raises(ValueError, match="class_order must be one of"):
+        load_authors_model({"model": state}, "deepglobe/fpn_r52_pna", class_order="unknown_first")

@@ -13,7 +13,7 @@ def test_every_row_loads_for_both_profiles_and_names_a_registered_model():
     assert {"voc/fcn_r50_os32", "voc/fcn_r50_os32_pna", "voc/fcn_r50_os32_pna_nam_w5",
             "cityscapes/deeplabv3_r103_os16_pna", "trans10k/fpn_r52_pna"} <= set(names)
     tables = {load_config(n).table for n in names}
-    assert tables == {f"table{i}" for i in range(1, 8)}
+    assert tables == {f"table{i}" for i in range(1, 8)} | {"refiners"}  # the refiners that train: SegFix
     models = set(list_models())
     for name in names:
         for profile in PROFILES:
@@ -103,3 +103,22 @@ def test_paper_configs_build_the_authors_branch_models():
     # the smoke rows of two tables that train the same model stay one training
     assert config_hash(load_config("deepglobe/fpn_r52_pna", "smoke")) == config_hash(
         load_config("trans10k/fpn_r52_pna", "smoke"))
+
+
+@pytest.mark.parametrize("row", ["cityscapes/fpn_r52_pna", "trans10k/fpn_r52_pointrend", "deepglobe/fpn_r52_pna"])
+def test_smoke_fpn_rows_keep_the_detectron2_head_norm_and_no_dropout(row):
+    """The smoke stand-in of a Detectron2 FPN row narrows the neck but keeps the head the row builds:
+    GroupNorm of 32 groups in the semantic-FPN head convs and no dropout (SEM_SEG_HEAD.NORM 'GN',
+    facebookresearch/detectron2@47d8ed7a1bd9:detectron2/config/defaults.py:413; docs/authors_audit.csv)."""
+    from torch import nn
+    from pna.configs.rows import ROWS
+    from pna.configs.smoke import smoke_config
+    from pna.engine.build import build_model
+
+    cfg = smoke_config(ROWS[row])
+    model = build_model(cfg, 8, "cpu")
+    head = model.head
+    norms = [m for m in head.modules() if isinstance(m, nn.GroupNorm)]
+    assert norms and all(m.num_groups == 32 for m in norms)
+    assert not [m for m in head.modules() if isinstance(m, nn.Dropout | nn.Dropout2d) and m.p > 0]
+    assert cfg.model.overrides["head_kwargs"]["fpn_channels"] == 64  # the smoke neck's width

@@ -46,7 +46,7 @@ def test_every_pin_is_the_installed_version():
         except importlib.metadata.PackageNotFoundError:
             installed[name] = None
     wrong = {name: (pins[name], installed[name]) for name in pins if installed[name] != pins[name]}
-    assert not wrong, f"pinned vs installed: {wrong} (pip install -e '.[notebooks,test]' from pyproject.toml)"
+    assert not wrong, f"pinned vs installed: {wrong} (pip install -e '.[notebooks,test,tensorboard]' from pyproject.toml)"
 
 
 def test_python_versions_satisfy_requires_python():

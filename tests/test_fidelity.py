@@ -96,6 +96,33 @@ def test_loss_reader_per_code_base():
     assert dict(EXPECT["loss"](d2)) == {"P0": MEAN_VALID, **{f"P{m}": top_k(0.2, 4) for m in range(1, 5)}}
 
 
+def test_deepglobe_and_swin_readers():
+    deepglobe = {**line("eval_metric_classes", "label ids 0..5 scored ... MagNet's encoding: our ids (6, 0, 1, 2, 3, 4); "
+                                               "unknown last: our ids (0, 1, 2, 3, 4, 5)"),
+                 **line("paper_metric", "no pixel dropped (unknown ground truth kept: ...), IoU averaged over ids 1..6, "
+                                        "the land classes")}
+    assert EXPECT["eval_metric_classes"](deepglobe, 7) == ((0, 1, 2, 3, 4, 5), (6, 0, 1, 2, 3, 4), "unknown kept")
+    with pytest.raises(NotUnderstood):  # a headline metric that no longer says what it does with unknown
+        EXPECT["eval_metric_classes"]({**deepglobe, **line("paper_metric", "IoU averaged over 6 classes")}, 7)
+    assert EXPECT["eval_metric_classes"](line("eval_metric_classes", "21 classes incl. background"), 21)[1:] == (None, None)
+    assert EXPECT["swin_shifted_windows"](line("swin_shifted_windows", "pad, then roll: ShiftWindowMSA ...")) == "pad, then roll"
+    assert EXPECT["swin_shifted_windows"]({}) is None
+
+
+def test_shifted_window_order_is_measured_on_the_built_backbone(monkeypatch):
+    import warnings
+
+    from pna.models.backbones import swin
+    from pna.tools.fidelity_model import shifted_window_order
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert shifted_window_order(swin.SwinBackbone("swin_t")) == "pad, then roll"
+        # timm's own block order (roll, then pad) is what the class swap replaces
+        monkeypatch.setattr(swin.PadThenShiftBlock, "_attn", swin.SwinTransformerBlock._attn)
+        assert shifted_window_order(swin.SwinBackbone("swin_t")).startswith("roll, then pad (row 0 reaches rows [0, 10")
+
+
 def test_a_line_the_reader_does_not_know_is_refused():
     with pytest.raises(NotUnderstood):
         EXPECT["init_heads"](line("init_heads", "ASPP convs xavier"))  # no predictor init named

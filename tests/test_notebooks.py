@@ -22,7 +22,7 @@ def _parameters_cell(path: Path):
 
 
 def test_every_notebook_opens_with_a_parameters_cell_of_literals():
-    assert len(NOTEBOOKS) == 8
+    assert len(NOTEBOOKS) == 9
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         assert notebook.metadata["kernelspec"]["name"] == "python3", path.name
@@ -39,15 +39,19 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} has outputs"
 
 
-def test_every_run_rows_call_passes_the_trusted_files():
-    """A notebook's ``trust_files`` reaches every run_rows call (otherwise a trusted file is refused there)."""
+def test_every_run_rows_call_passes_the_trusted_files_and_tensorboard():
+    """A notebook's ``trust_files`` and ``tensorboard`` reach every run_rows call (otherwise a trusted file is
+    refused there), and notebook 08's train_inputs, which calls run_rows for the tables' rows and trains SegFix."""
     calls = 0
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
-            for call in cell.source.split("run_rows(")[1:] if cell.cell_type == "code" else []:
-                calls += 1
-                assert "trust_files=trust_files" in call.split(")\n")[0], f"{path.name}: run_rows without trust_files"
-    assert calls == 8  # one per notebook 00-06, and Table 2's in 01
+            for function in ("run_rows(", "train_inputs("):
+                for call in cell.source.split(function)[1:] if cell.cell_type == "code" else []:
+                    calls += 1
+                    args = call.split(")\n")[0]
+                    assert "trust_files=trust_files" in args, f"{path.name}: {function} without trust_files"
+                    assert "tensorboard=tensorboard" in args, f"{path.name}: {function} without tensorboard"
+    assert calls == 9  # one per notebook 00-06, Table 2's in 01, and 08's train_inputs
 
 
 def _papermill(notebook: str, tmp_path: Path, *parameters: str) -> subprocess.CompletedProcess:

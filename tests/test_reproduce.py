@@ -21,3 +21,10 @@ def test_a_subset_leaves_the_whole_runs_timings_alone(tmp_path, monkeypatch):
     before = table.read_text()
     reproduce.reproduce(only=["00"])
     assert table.read_text() == before
+
+
+def test_the_tables_notebook_runs_after_every_notebook_it_tabulates():
+    names = [nb.name for nb in reproduce.find_notebooks()]
+    assert names[-1] == "07_tables_and_figures.ipynb"
+    assert "08_refiners.ipynb" in names and names.index("08_refiners.ipynb") < len(names) - 1
+    assert names[:-1] == sorted(names[:-1])

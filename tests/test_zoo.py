@@ -71,7 +71,9 @@ def test_specs_follow_the_documented_conventions():
     assert {get_spec(n).backbone for n in list_models() if "swin_b" in n} == {"swin_b"}
 
 
-@pytest.mark.parametrize("name", list_models())
+# SegFix's HRNet-W48 keeps every resolution: its step takes ~10 s on the 2-core CPU
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "segfix_hrnet48" else n
+                                  for n in list_models()])
 def test_every_model_trains_a_step(name):
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -83,6 +85,7 @@ def test_every_model_trains_a_step(name):
     spec = get_spec(name)
     expected = {"P0"} | ({"aux"} if spec.aux else set())
     expected |= {"points"} if spec.refine == "pointrend" else {"P1", "P2", "P3", "P4"} if spec.refine else set()
+    expected = {"segfix"} if spec.head == "segfix" else expected  # SegFix predicts boundaries, not classes
     assert set(outputs) == expected
     total, _ = SegmentationLoss()(outputs, labels)
     assert math.isfinite(total.item())

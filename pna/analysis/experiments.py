@@ -34,6 +34,7 @@ from pna.engine.rundir import RunDir, default_run_dir
 from pna.engine.runlock import RunLocked
 from pna.engine.train import RunResult, train
 from pna.files import trusting
+from pna.analysis.live_curves import live_curves
 from pna.analysis.paper_numbers import trained_backbone
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -163,7 +164,8 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
              overrides: Sequence[str] = (), weights=None, allow_random_init: bool | None = None,
              workers: int | None = None, authors_checkpoints: Mapping[str, str] | None = None,
              trust_files=None, gpus: int | None = None, nodes: int = 1, rdzv_endpoint: str | None = None,
-             micro_batch: int | None = None, launcher=None, wait: bool = False) -> dict[str, RunResult]:
+             micro_batch: int | None = None, launcher=None, wait: bool = False, tensorboard: bool = False,
+             live: bool | None = None) -> dict[str, RunResult]:
     """Train (or reuse) each row of ``table`` and write its results JSON into ``out_dir``
     (default: ``results/``); ``rows`` as :func:`parse_rows` reads it (None: every row).
 
@@ -178,7 +180,9 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
     trust (the trust reaches torchrun ranks and jobs through ``PNA_TRUSTED_FILES``). Every row and
     parameter is checked before the first row trains (:mod:`pna.engine.preflight`: also a results
     JSON of another config, and a row's run folder another process is training). ``wait``: wait for
-    such a row (then use its run) instead of refusing (:mod:`pna.engine.runlock`)."""
+    such a row (then use its run) instead of refusing (:mod:`pna.engine.runlock`). ``tensorboard``: event
+    files in each run folder (:mod:`pna.engine.watch`); ``live``: the loss and evaluation curves of
+    the row training, redrawn in the cell (None: in a kernel; :mod:`pna.analysis.live_curves`)."""
     rows = parse_rows(rows, table)
     authors = parse_mapping(authors_checkpoints, "authors_checkpoints")
     unknown = sorted(set(authors) - set(table_rows(table)))
@@ -189,6 +193,8 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
                                 weights, allow_random_init, workers, micro_batch)
                for row in rows if row not in authors}  # every row is checked before the first one trains
     procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
+    if launcher is not None and tensorboard:
+        print("note: tensorboard=True is not passed to cluster jobs; their rows train without event files", flush=True)
     for cfg in configs.values():
         check_rows_start(cfg, procs.world if procs is not None else None, out_dir, wait)
     runs, start = {}, time.perf_counter()
@@ -202,10 +208,12 @@ def run_rows(table: str, rows=None, profile: str = "smoke",
             print(f"[{i}/{len(rows)}] {table} / {row} ({profile})", flush=True)
             if row in pending:
                 runs[row] = pending[row].result()
-            elif procs.world == 1:
-                runs[row] = train(configs[row], results_dir=out_dir, wait=wait)
             else:
-                runs[row] = launch(configs[row], procs, out_dir, wait=wait)
+                with live_curves(configs[row], live) as curves:
+                    runs[row] = (train(configs[row], results_dir=out_dir, wait=wait, tensorboard=tensorboard,
+                                       on_log=curves.poll) if procs.world == 1 else
+                                 launch(configs[row], procs, out_dir, wait=wait, tensorboard=tensorboard,
+                                        on_tick=curves.poll))
     reused = sum(run.reused for run in runs.values())
     print(f"{table}: {len(runs)} row(s) in {time.perf_counter() - start:.0f} s, {len(runs) - reused} trained, "
           f"{reused} reused", flush=True)

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-IGNORE_COLOUR = (224, 224, 192)  # VOC's colour for the void border
+from pna.data.catalog import IGNORE_COLOUR, colorize  # noqa: F401 (colorize: also this module's API)
 
 
 def _figure(nrows: int, ncols: int, size: float = 2.2):
@@ -29,15 +29,6 @@ def _figure(nrows: int, ncols: int, size: float = 2.2):
     for ax in axes.flat:
         ax.set_axis_off()
     return fig, axes
-
-
-def colorize(label: np.ndarray | torch.Tensor, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
-    """Class-id map (H, W) -> RGB uint8 image; ignored pixels get VOC's void colour."""
-    label = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    table[ignore_index] = IGNORE_COLOUR
-    return table[label.astype(np.int64).clip(0, 255)]
 
 
 def to_display_image(image: torch.Tensor) -> np.ndarray:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import detectron2, mmseg
+from .classes import ORDERS, reorder_classes, their_channels
 from .convert import AuthorsCheckpointError, ConversionReport, Section, convert_state_dict, load_converted
 
 __all__ = ["AuthorsCheckpointError", "ConversionReport", "authors_branch", "convert_for_model",
@@ -88,11 +89,13 @@ def convert_for_model(source: str | Path | Mapping, model: nn.Module, spec, bran
 
 
 def load_authors_model(source: str | Path | Mapping, config_name: str, num_classes: int | None = None,
-                       **overrides: Any) -> tuple[nn.Module, ConversionReport]:
+                       class_order: str | None = None, **overrides: Any) -> tuple[nn.Module, ConversionReport]:
     """The model of row ``config_name`` (paper profile) holding the authors' weights from ``source``.
 
-    ``num_classes`` defaults to the row's training dataset's; ``overrides`` change the model spec
-    (e.g. for tests). Raises :class:`AuthorsCheckpointError` naming any key that does not fit.
+    ``num_classes`` defaults to the row's training dataset's; ``class_order`` is how their label ids map
+    to ours where that is uncertain (DeepGlobe: ``"magnet"``, the default, or ``"ours"``; :mod:`.classes`);
+    ``overrides`` change the model spec (e.g. for tests). Raises :class:`AuthorsCheckpointError` naming
+    any key that does not fit.
     """
     from pna.configs import load_config
     from pna.data import info
@@ -105,6 +108,11 @@ def load_authors_model(source: str | Path | Mapping, config_name: str, num_class
         warnings.filterwarnings("ignore", message=".*RANDOMLY INITIALISED.*")
         model = build_from_spec(spec, num_classes or info(cfg.data.dataset).num_classes)
     converted, report = convert_for_model(source, model, spec, authors_branch(config_name))
+    index = their_channels(cfg.data.dataset, class_order)
+    if index is not None:
+        reading = class_order or next(iter(ORDERS[cfg.data.dataset]))
+        converted = reorder_classes(converted, index, report, f"their {cfg.data.dataset} label ids read as "
+                                    f"{reading!r}: class channels reordered to ours")
     load_converted(model, converted, report)
     report.notes.insert(0, f"loaded as {config_name} (model {cfg.model.name})")
     return model.eval(), report

@@ -11,9 +11,9 @@ head (levels ``res2..res5`` stored in that order, processed res5 first; an older
 Coarse heads: the semantic FPN (``p<level>.<k>`` convs with GroupNorm, ``predictor``), and
 DeepLabV3's ASPP (``aspp.convs.0`` the 1x1 branch, ``.1..3`` the dilated ones, ``.4.1`` the
 image-pooling conv with bias; ``aspp.project`` fuses them). Detectron2 concatenates the pooling branch
-LAST, ours first: the input channels of ``project`` are reordered to ours (same shape). The ASPP names
-follow Detectron2's DeepLab head; the authors' facts list only the FPN model, so for the DeepLabV3 rows
-the names are an assumption any mismatch reports key by key.
+LAST, ours first: the input channels of ``project`` are reordered to ours (same shape). The ASPP and
+predictor names were checked against Detectron2's ASPP and the authors' DeepLabV3 head
+(``docs/authors_checkpoints.md``, DeepLabV3 + PNA table).
 
 Example:
     >>> from pna.models import get_spec

@@ -25,7 +25,7 @@ from pna.errors import run_main
 COMMANDS = {
     "train": "train", "evaluate": "evaluate", "rehearse": "rehearse", "reproduce": "reproduce",
     "cost": "cost", "fidelity": "fidelity", "prepare": "prepare", "plan": "plan", "submit": "submit",
-    "predict": "predict",
+    "predict": "predict", "runs": "runs",
 }
 
 

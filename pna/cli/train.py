@@ -14,6 +14,8 @@ resume state and exits with status 75 (EX_TEMPFAIL: run the same command again t
 JSON of another config, missing weights, ``--resume`` with nothing to resume) is refused before
 anything is built. One process trains a run folder at a time: a second training of it refuses,
 naming the one that holds it (pid@host, since when, its command), or waits with ``--wait``.
+``--tensorboard`` writes TensorBoard event files into the run folder (``tensorboard --logdir runs``);
+``pna runs`` lists the runs.
 """
 from __future__ import annotations
 
@@ -58,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="train at most N iterations in this call, then save the resume state and exit "
                              "(continue later with the same command)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log to TensorBoard in the run folder (losses, lr, gradient norm, images/s, memory, "
+                             "per-stage mIoU and Boundary IoU, two validation images' predictions); needs the "
+                             "tensorboard package (pip install 'pna[tensorboard]'), else a note and no event files")
     add_trust_file(parser)
 
 
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         with trusting(args.trust_file):
             result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reuse=not args.no_reuse,
                            results_dir=args.results_dir, progress=not args.no_progress, stop_after=args.stop_after,
-                           wait=args.wait)
+                           wait=args.wait, tensorboard=args.tensorboard)
         if result.finished and dist.is_main():
             stages = "  ".join(f"{k} {100 * v['mIoU']:.2f}" for k, v in result.metrics["stages"].items())
             print(f"mIoU (%): {stages}")

@@ -18,7 +18,8 @@ dataset; the config name is ``"<dataset>/<name>"``), the registry model it build
 
 Rows the paper quotes from other works with no public re-implementation here (EBLNet, SegFix, FaPN,
 GLNet, MagNet, ISDNet, TransLab: :data:`CITED_ONLY`) have no row: their numbers live only in
-``results/paper_numbers.csv``.
+``results/paper_numbers.csv``. SegFix is re-implemented as a refiner of any coarse head
+(:mod:`pna.configs.refiners`, notebook 08), not as a table row.
 
 Example::
 
@@ -29,6 +30,8 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from pna.data.deepglobe import AUTHORS_CLASSES as DEEPGLOBE_AUTHORS_CLASSES
 
 BASES = ("code", "paper", "inferred")
 CITED_ONLY = ("SegFix", "EBLNet", "FaPN", "GLNet", "MagNet", "ISDNet", "Translab")
@@ -120,8 +123,9 @@ def _rows() -> list[Row]:
                     note="not a row of the paper's Table 4: the R-52 model the authors released for Cityscapes, "
                          "so that their checkpoint has a config to be evaluated with"))
     # The paper names no DeepGlobe / Trans10k backbone; the authors' Detectron2 configs use R-52.
-    scoring = ("scored over the 6 land classes with 'unknown' ignored: this rests on the paper's text; the "
-               "authors' evaluator scores label ids 0..5, which is the same only if their 'unknown' is id 6")
+    scoring = ("scored as the paper's text says (MagNet's metric: the 6 land classes, unknown ground truth kept in "
+               "the matrix) on MagNet's test tiles; the authors' evaluator scores label ids 0..5, recorded in MagNet's "
+               "encoding (mIoU_authors: barren dropped) and with unknown last beside it")
     for suffix, basis, method in (("", "inferred", "FPN*"), ("_pointrend", "inferred", "FPN + PointRend*"),
                                   ("_pna", "code", "FPN + PNA (ours)")):
         rows.append(Row("table5", "deepglobe", f"fpn_r52{suffix}", f"fpn_r52{suffix}", "deepglobe/fpn", basis, method,
@@ -152,11 +156,13 @@ PAPER_DATA = {
     "voc": dict(dataset="voc_aug", eval_dataset="voc", eval_split="val"),
     "cityscapes": dict(dataset="cityscapes", eval_split="val"),
     "cocostuff10k": dict(dataset="cocostuff10k", eval_split="test"),
-    # The authors train 7 outputs ("unknown" a class, their config); scoring the 6 land classes with
-    # "unknown" ignored follows the paper's text (their evaluator's class list: docs/authors_settings.md).
-    # authors_classes: the class list of the authors' Detectron2 evaluator, whose number is recorded
-    # beside ours (mIoU_authors): DeepGlobe label ids 0..5 (their dict of 6 names), Trans10k all 3.
+    # The authors train 7 outputs ("unknown" a class, their config). The headline mIoU is MagNet's, which
+    # the paper follows: the 6 land classes averaged, unknown ground truth kept in the confusion matrix
+    # (so "unknown" is read as class 6 when scoring too). authors_classes: the class list of the authors'
+    # Detectron2 evaluator, whose number is recorded beside ours (mIoU_authors): DeepGlobe label ids 0..5
+    # of their 6-name dict read in MagNet's encoding (unknown + 5 land classes, in our ids; the other
+    # reading, the 6 land classes, is recorded too: pna.data.deepglobe), Trans10k all 3.
     "deepglobe": dict(dataset="deepglobe", eval_split="test", options={"unknown": "class"},
-                      eval_options={"unknown": "ignore"}, authors_classes=(0, 1, 2, 3, 4, 5)),
+                      eval_options={"unknown": "class"}, authors_classes=DEEPGLOBE_AUTHORS_CLASSES),
     "trans10k": dict(dataset="trans10k", eval_split="val", authors_classes=(0, 1, 2)),
 }

@@ -63,8 +63,10 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with a linear warmup into a polynomial decay."""
+    """AdamW (or SGD with momentum: SegFix's recipe) with a linear warmup into a polynomial decay."""
 
+    optimizer: str = "adamw"            # adamw | sgd (pna.engine.optim.OPTIMIZERS)
+    momentum: float = 0.9               # sgd only
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
@@ -149,7 +151,8 @@ _NOT_HASHED = {("train", "workers"), ("train", "log_interval"), ("train", "devic
                ("train", "micro_batch"), ("model", "allow_random_init")}
 # Fields added after runs were cached: left out of the hash while they hold their default value,
 # so that a config from before they existed keeps its hash (and its cached run).
-_HASHED_WHEN_CHANGED = {"data": ("hue", "pad", "antialias", "crop_tries"), "eval": ("authors_classes",)}
+_HASHED_WHEN_CHANGED = {"data": ("hue", "pad", "antialias", "crop_tries"), "eval": ("authors_classes",),
+                        "optim": ("optimizer", "momentum")}
 # Labels, not settings: two table rows that train the same thing (Table 4's and Table 7's smoke
 # DeepLabV3, say) share one hash, so the run is trained once and reused by both.
 _LABELS = ("name", "table", "row")

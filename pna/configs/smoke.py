@@ -36,7 +36,12 @@ def smoke_config(row: Row) -> Config:
     """The smoke-profile config of ``row``."""
     overrides = {**SMOKE_MODEL, **row.overrides}
     if row.model.startswith("fpn_"):  # the semantic FPN rows (zoo names): a neck as narrow as the head
-        overrides["head_kwargs"] = {**SMOKE_FPN_KWARGS, **overrides.get("head_kwargs", {})}
+        from pna.models import get_spec
+
+        # added to the head arguments the row's model has (the Detectron2 FPN's GroupNorm, no dropout),
+        # not in their place: head_kwargs given as an override replace the spec's whole
+        spec = get_spec(row.model, **row.overrides)
+        overrides["head_kwargs"] = {**spec.head_kwargs, **SMOKE_FPN_KWARGS, **row.overrides.get("head_kwargs", {})}
     return Config(
         name=row.config_name, table=row.table, row=row.name, profile="smoke",
         data=DataConfig(dataset="synthetic", root=None, crop=SMOKE_CROP, scale_range=(1.0, 1.0),

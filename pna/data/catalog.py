@@ -10,8 +10,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
 
 IGNORE_INDEX = 255
+IGNORE_COLOUR = (224, 224, 192)  # VOC's colour for the void border
 
 Colour = tuple[int, int, int]
 
@@ -41,6 +45,20 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def colorize(label, palette: Sequence[Sequence[int]], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Class-id map (H, W; numpy array or tensor) -> RGB uint8 image; ignored pixels get VOC's void
+    colour (the figures' and the training's TensorBoard pictures' colouring).
+
+    >>> colorize(np.array([[0, 1], [255, 1]]), [(0, 0, 0), (128, 0, 0)])[1].tolist()
+    [[224, 224, 192], [128, 0, 0]]
+    """
+    label = label.cpu().numpy() if hasattr(label, "cpu") else np.asarray(label)
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    table[ignore_index] = IGNORE_COLOUR
+    return table[label.astype(np.int64).clip(0, 255)]
 
 
 def voc_palette(n: int = 256) -> list[Colour]:

@@ -8,9 +8,18 @@ Layout (the challenge's ``land-train`` folder; lists from ``python -m data_prep.
 
 Colour channels are thresholded at 128 (the challenge warns values may not be exactly 0/255).
 The dataset has 7 classes, as the authors train it: ``unknown="class"`` reads unknown as class 6
-(their training), ``unknown="ignore"`` (the default) as 255, so scoring skips those pixels and the
-mIoU runs over the 6 land classes (``eval_classes``). Converted ``labels/<id>.png`` hold 255 for
-unknown and follow the same option.
+(their training; the paper profile scores with it too), ``unknown="ignore"`` (the default) as 255,
+so scoring skips those pixels. The mIoU runs over the 6 land classes (``eval_classes``); with
+unknown read as a class, unknown ground truth stays in the confusion matrix (a land class predicted
+there is a false positive), as MagNet's metric, which the paper follows, keeps it
+(``VinAIResearch/MagNet@7f5b876:magnet/utils/metrics.py:22-23,77``). Converted
+``labels/<id>.png`` hold 255 for unknown and follow the same option.
+
+The authors' Detectron2 evaluator scores label ids 0..5 (a 6-name class dict), but which classes
+those are depends on their unshipped label files (docs/authors_audit_findings.md, (e)). Their colour
+table lists MagNet's ids (0 unknown ... 6 barren): :data:`AUTHORS_CLASSES` reads it so (barren
+dropped); :data:`AUTHORS_CLASSES_UNKNOWN_LAST` is the other reading (unknown dropped), recorded
+beside it (:attr:`DeepGlobeLandCover.authors_readings`). Both are in our ids.
 
 Example:
     >>> ds = DeepGlobeLandCover("data/deepglobe", "val")  # doctest: +SKIP
@@ -55,10 +64,19 @@ def decode_colour_mask(path: Path, colour_to_id: dict[Colour, int]) -> np.ndarra
 DEEPGLOBE_COLOUR_TO_ID = {c: i for i, c in enumerate(DEEPGLOBE_COLOURS)} | {DEEPGLOBE_UNKNOWN: IGNORE_INDEX}
 UNKNOWN_ID = len(DEEPGLOBE_COLOURS)  # 6
 UNKNOWN_MODES = ("ignore", "class")
+# MagNet's class ids (0 unknown, 1 urban, 2 agriculture, 3 rangeland, 4 forest, 5 water, 6 barren:
+# VinAIResearch/MagNet@7f5b876:magnet/dataset/deepglobe.py:10-17) as our ids.
+MAGNET_TO_OURS = (UNKNOWN_ID, 0, 1, 2, 3, 4, 5)
+NUM_AUTHORS_NAMES = 6  # their evaluator's class list (main:pna/datasets/register_deep_globe.py:33-40)
+AUTHORS_CLASSES = MAGNET_TO_OURS[:NUM_AUTHORS_NAMES]  # (6, 0, 1, 2, 3, 4): unknown + 5 land classes
+AUTHORS_CLASSES_UNKNOWN_LAST = tuple(range(NUM_AUTHORS_NAMES))  # the 6 land classes
 
 
 class DeepGlobeLandCover(SegmentationDataset):
     """DeepGlobe land cover: 6 land classes + ``unknown`` (class 6, or ignored)."""
+
+    # The other reading of the authors' evaluator, scored beside ``mIoU_authors`` (pna.engine.evaluate).
+    authors_readings = {"mIoU_authors_unknown_last": AUTHORS_CLASSES_UNKNOWN_LAST}
 
     def __init__(self, root: str | Path, split: str, transform: Transform | None = None,
                  ids: Sequence[str] | None = None, unknown: str = "ignore"):

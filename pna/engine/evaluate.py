@@ -98,7 +98,8 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
     "boundary_f", "trimap_miou"}, ...}, "final_stage": "P4", "mIoU": <final stage mIoU>,
     "num_images": n, "boundary_settings": {...}}``; every metric is a fraction.
     ``authors_classes``: each stage also gets ``mIoU_authors``, the number the authors' Detectron2
-    evaluator gives with that class list (:meth:`ConfusionMatrix.miou_detectron2`).
+    evaluator gives with that class list (:meth:`ConfusionMatrix.miou_detectron2`), and one number
+    per entry of the dataset's ``authors_readings`` (DeepGlobe: ``mIoU_authors_unknown_last``).
     """
     net = _unwrap(model)
     was_training = net.training
@@ -125,7 +126,8 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
         torch.distributed.all_reduce(num_images)
     net.train(was_training)
     extra = None if authors_classes is None else list(authors_classes)
-    stages = {n: m.reduce_().summary(list(dataset.classes), extra) for n, m in matrices.items()}
+    readings = getattr(dataset, "authors_readings", None)  # another reading of their evaluator (DeepGlobe)
+    stages = {n: m.reduce_().summary(list(dataset.classes), extra, readings) for n, m in matrices.items()}
     for name, metrics in edges.items():
         stages[name].update(metrics.reduce_().summary(list(dataset.classes)))
     result = {"stages": stages, "final_stage": names[-1], "mIoU": stages[names[-1]]["mIoU"],
@@ -138,7 +140,12 @@ def evaluate_model(model: nn.Module, dataset, device: torch.device | str = "cpu"
 def evaluate_with_config(model: nn.Module, dataset, cfg, device: torch.device | str = "cpu", workers: int = 0,
                          progress: bool = False, boundary: BoundarySettings | None = BoundarySettings()) -> dict:
     """:func:`evaluate_model` with the test protocol of ``cfg.eval`` (mode, crop, stride, batch);
-    ``boundary=None`` scores mIoU only (the training loop's periodic evaluations)."""
+    ``boundary=None`` scores mIoU only (the training loop's periodic evaluations). A SegFix network
+    predicts no classes: it is scored on its own maps (:mod:`pna.engine.segfix_eval`)."""
+    from pna.engine.segfix_eval import evaluate_segfix, is_segfix
+
+    if is_segfix(model):
+        return evaluate_segfix(model, dataset, device, workers, cfg.eval.mode, cfg.eval.crop, cfg.eval.stride)
     e = cfg.eval
     return evaluate_model(model, dataset, device, e.mode, e.crop, e.stride, batch_size=e.batch_size,
                           workers=workers, progress=progress, boundary=boundary, authors_classes=e.authors_classes)

@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ from pna.paths import REPO_ROOT, read_json, read_text, results_dir
 SHUTDOWN_S = 120
 PROGRESS_LINES = 20          # progress lines of a launched run in the notebook
 ERROR_LINES = 5              # last lines of a failing rank's output quoted in the error
+TICK_S = 2.0                 # while a launched run is quiet, `on_tick` (a notebook's live curves) is called this often
 RANK_PREFIX = re.compile(r"^\[[A-Za-z_]*\d+\]:")  # torchrun's "[default0]:" before each teed line
 
 
@@ -124,12 +127,14 @@ def set_arguments(cfg: Config) -> list[str]:
     return pairs
 
 
-def train_command(cfg: Config, procs: Processes, run_dir: Path, results: Path | None, wait: bool = False) -> list[str]:
+def train_command(cfg: Config, procs: Processes, run_dir: Path, results: Path | None, wait: bool = False,
+                  tensorboard: bool = False) -> list[str]:
     """The command that trains ``cfg`` on ``procs``: ``python -m pna train`` for one process,
     torchrun's for more (module docstring)."""
     train = ["-m", "pna", "train", "--config", cfg.name, "--profile", cfg.profile, "--out", str(run_dir)]
     train += [] if results is None else ["--results-dir", str(results)]
     train += ["--wait"] if wait else []
+    train += ["--tensorboard"] if tensorboard else []
     sets = set_arguments(cfg)
     train += ["--set", *sets] if sets else []
     if procs.world == 1:
@@ -166,23 +171,41 @@ class LaunchedRun:
         self.process: subprocess.Popen | None = None
         self.tail: deque[str] = deque(maxlen=ERROR_LINES)
         self.log_start, self.started = 0, 0.0
+        self.lines: queue.Queue[str | None] = queue.Queue()
 
-    def start(self, stream: bool, wait: bool = False) -> subprocess.Popen:
+    def start(self, stream: bool, wait: bool = False, tensorboard: bool = False) -> subprocess.Popen:
         """Start the training process(es); ``stream``: their output is read by :meth:`follow`, else
         it goes where this process's goes (a job's log); ``wait``: for a run folder another process trains."""
         self.log_start = len(read_text(self.run.log, "run log").splitlines()) if self.run.log.is_file() else 0
         self.started = time.time() - 1  # rank logs of this launch (file times have coarse resolution)
         pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) if stream else {}
-        self.process = subprocess.Popen(train_command(self.cfg, self.procs, self.run.path, self.results, wait),
-                                        env=child_environment(self.procs), **pipe)
+        command = train_command(self.cfg, self.procs, self.run.path, self.results, wait, tensorboard)
+        self.process = subprocess.Popen(command, env=child_environment(self.procs), **pipe)
+        if stream:  # a reader thread, so that the notebook's side can act while the process is quiet
+            threading.Thread(target=self._read, daemon=True, name=f"output of {self.cfg.name}").start()
         return self.process
 
-    def follow(self) -> int:
-        """Print the process's output line by line until it ends; returns its exit status."""
+    def _read(self) -> None:
         for line in self.process.stdout:
-            line = RANK_PREFIX.sub("", line.rstrip("\n"))
-            self.tail.append(line)
-            print(line, flush=True)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def follow(self, on_tick=None) -> int:
+        """Print the process's output line by line until it ends, calling ``on_tick`` (if given) after
+        each line and every :data:`TICK_S` s of silence; returns its exit status."""
+        while True:
+            try:
+                line = self.lines.get(timeout=TICK_S)
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
+            if line:
+                line = RANK_PREFIX.sub("", line.rstrip("\n"))
+                self.tail.append(line)
+                print(line, flush=True)
+            if on_tick is not None:
+                on_tick()
         return self.process.wait()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -240,11 +263,13 @@ def launched_result(launched: LaunchedRun, status: int) -> RunResult | Exception
     return launched.failure(status)
 
 
-def launch(cfg: Config, procs: Processes, results: str | Path | None = None, wait: bool = False) -> RunResult:
+def launch(cfg: Config, procs: Processes, results: str | Path | None = None, wait: bool = False,
+           tensorboard: bool = False, on_tick=None) -> RunResult:
     """Train ``cfg`` on ``procs`` in processes of its own, streaming rank 0's output; returns its
     RunResult. SIGTERM / SIGUSR1 / a kernel interrupt meanwhile stop the run with its state saved
     (then :class:`TrainingInterrupted`, or KeyboardInterrupt, is raised). A run folder another
-    process trains: :class:`RunLocked` at once, or with ``wait`` the launched command waits for it."""
+    process trains: :class:`RunLocked` at once, or with ``wait`` the launched command waits for it.
+    ``tensorboard``: ``pna train --tensorboard``; ``on_tick``: called while it runs (:meth:`LaunchedRun.follow`)."""
     launched = LaunchedRun(cfg, procs, results)
     holder = launched.run.live_holder()
     if holder is not None and not wait:
@@ -253,12 +278,12 @@ def launch(cfg: Config, procs: Processes, results: str | Path | None = None, wai
         return train(cfg, results_dir=results)
     print(f"{cfg.name} ({cfg.profile}): {procs.gpus} process(es) x {procs.nodes} node(s) through "
           f"{'torchrun' if procs.world > 1 else 'pna train'}, in {launched.run.path}", flush=True)
-    launched.start(stream=True, wait=wait)
+    launched.start(stream=True, wait=wait, tensorboard=tensorboard)
     interrupted = False
     with StopSignals(on_signal=launched.stop):
         while True:
             try:
-                status = launched.follow()
+                status = launched.follow(on_tick)
                 break
             except KeyboardInterrupt:  # the kernel's interrupt: let the ranks save, then stop
                 interrupted = True

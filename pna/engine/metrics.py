@@ -10,6 +10,8 @@ Example::
 """
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import torch
 
 
@@ -77,9 +79,11 @@ class ConfusionMatrix:
             torch.distributed.all_reduce(self.matrix)
         return self
 
-    def summary(self, class_names: list[str] | None = None, authors_classes: list[int] | None = None) -> dict:
+    def summary(self, class_names: list[str] | None = None, authors_classes: list[int] | None = None,
+                other_readings: Mapping[str, Sequence[int]] | None = None) -> dict:
         """JSON-ready: mIoU, pixel accuracy and per-class IoU (by name) over `eval_classes`; with
-        ``authors_classes`` also ``mIoU_authors``, :meth:`miou_detectron2` over them."""
+        ``authors_classes`` also ``mIoU_authors``, :meth:`miou_detectron2` over them, and one more
+        number per entry of ``other_readings`` (name -> class list: another reading of their evaluator)."""
         names = class_names or [str(i) for i in range(self.num_classes)]
         iou = self.iou()
         out = {
@@ -89,4 +93,5 @@ class ConfusionMatrix:
         }
         if authors_classes is not None:
             out["mIoU_authors"] = self.miou_detectron2(authors_classes)
+            out.update({name: self.miou_detectron2(classes) for name, classes in (other_readings or {}).items()})
         return out

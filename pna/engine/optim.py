@@ -1,4 +1,4 @@
-"""AdamW with parameter groups and the poly learning-rate schedule with linear warmup.
+"""AdamW (or SGD with momentum) with parameter groups and the poly learning-rate schedule with linear warmup.
 
 Example::
 
@@ -22,7 +22,8 @@ _NO_DECAY_WORDS = ("bias_table", "relative_position", "rpb", "pos_embed", "absol
 # the SAM's and Swin's; their BatchNorms are named 'bn' and DO decay), 'rpb', position embeddings
 # and Swin's relative position bias tables. Conv/linear biases and the SAM temperature decay.
 _MM_NO_DECAY_WORDS = ("rpb", "relative_position_bias_table", "pos_embed")
-DECAY_RULES = ("default", "mm", "d2")
+DECAY_RULES = ("default", "mm", "d2", "all")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def _sam_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -40,9 +41,12 @@ def no_decay_names(model: nn.Module, rule: str = "default") -> set[str]:
     - ``d2``: the authors' Detectron2 rows: every normalisation layer (BatchNorm, GroupNorm,
       LayerNorm) except the SAM's channel LayerNorm, whose class Detectron2's norm-type check does
       not recognise in their code; ``rpb``, biases and the temperature decay.
+    - ``all``: none (every parameter decays: SegFix's openseg trainer, one group, docs/refiners.md).
     """
     if rule not in DECAY_RULES:
         raise ValueError(f"weight-decay rule must be one of {DECAY_RULES}, got {rule!r}")
+    if rule == "all":
+        return set()
     sam = _sam_prefixes(model) if rule == "d2" else ()
     names = set()
     for module_name, module in model.named_modules():
@@ -61,12 +65,16 @@ def no_decay_names(model: nn.Module, rule: str = "default") -> set[str]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
-                    betas: tuple[float, float] = (0.9, 0.999), decay_rule: str = "default") -> torch.optim.AdamW:
-    """AdamW with two groups: decayed weights, and the parameters ``no_decay_names(model, decay_rule)``.
+                    betas: tuple[float, float] = (0.9, 0.999), decay_rule: str = "default",
+                    optimizer: str = "adamw", momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW (``optimizer="sgd"``: SGD with ``momentum``, no Nesterov) with two groups: decayed
+    weights, and the parameters ``no_decay_names(model, decay_rule)``.
 
     The fused implementation (one kernel over all tensors) is used: on a CPU it is ~5x faster
     than the per-tensor loop, which matters for the smoke runs.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     skip = no_decay_names(model, decay_rule)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -74,7 +82,10 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
             (no_decay if name in skip else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, fused=True)
+    groups = [g for g in groups if g["params"]]
+    if optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
 
 
 def poly_factor(step: int, total_iters: int, warmup_iters: int = 0, warmup_ratio: float = 1e-6,

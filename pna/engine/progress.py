@@ -39,6 +39,11 @@ def _in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
+def in_kernel() -> bool:
+    """Whether this runs in an IPython kernel (JupyterLab, papermill, nbval): where a display can be updated."""
+    return _in_kernel()
+
+
 def program_name(cmdline: list[str]) -> str:
     """The program a command line runs: the script's or ``-m`` module's name after the interpreter.
 

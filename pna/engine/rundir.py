@@ -3,7 +3,9 @@
 Layout of ``runs/<model>-<profile>-<hash10>/``: ``config.json``, ``log.jsonl`` (one JSON object per
 logged iteration or evaluation), ``last.pt`` (the periodic checkpoint, removed once the run is
 finished), ``final.pt`` (weights, config and metrics), ``done.json`` (the finished run's record,
-written last: a run is finished once it exists) and, while a process trains it, ``lock.json``
+written last: a run is finished once it exists), ``failed.json`` (the error that stopped its last
+training, :func:`pna.engine.watch.record_failure`; removed when a training starts again), TensorBoard's
+``events.out.tfevents.*`` (``--tensorboard``) and, while a process trains it, ``lock.json``
 (:mod:`pna.engine.runlock`: one run folder, one writer).
 
 :meth:`RunDir.claim` is how a training starts: a finished run is reused without a lock (unless a live
@@ -46,6 +48,7 @@ class RunDir:
     last = property(lambda self: self.path / "last.pt")
     final = property(lambda self: self.path / "final.pt")
     done = property(lambda self: self.path / "done.json")
+    failed = property(lambda self: self.path / "failed.json")
 
     def record(self) -> dict:
         return read_json(self.done, "finished run's record")

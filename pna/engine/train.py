@@ -5,7 +5,8 @@ checkpoints, resumption (``--resume``), DDP under torchrun, gradient accumulatio
 batch (:mod:`pna.engine.batch_split`), a clean stop on SIGTERM / SIGUSR1 / SIGINT and a refusal of
 non-finite losses (:mod:`pna.engine.interrupts`), and a results JSON at the end. What the config and
 the files decide is refused before anything is built (:mod:`pna.engine.preflight`); the run folder
-is locked while it trains (:mod:`pna.engine.runlock`).
+is locked while it trains (:mod:`pna.engine.runlock`); its log goes to ``log.jsonl``, TensorBoard and
+a callback (:mod:`pna.engine.watch`), an error that ends it to ``failed.json``.
 
 What a resume restores exactly: the model, optimiser, scheduler and grad-scaler state, the data
 position and every sample's augmentation (seeded by (seed, epoch, index), :mod:`pna.engine.loader`),
@@ -24,7 +25,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from pna.engine.interrupts import (TRAINING_SIGNALS, RaiseOnSignal, SkippedSteps
                                    non_finite_loss)
 from pna.engine.boundary import BoundarySettings
 from pna.engine.evaluate import evaluate_with_config, with_boundary_metrics
+from pna.engine.watch import RunWatch, eval_entry, record_failure
 from pna.engine.loader import padding_collate, train_batches
 from pna.engine.optim import build_optimizer, build_scheduler
 from pna.engine.progress import Progress
@@ -54,7 +55,7 @@ from pna.engine.rundir import RunDir, claim_run, default_run_dir
 class Trainer:
     """One run of `cfg` in `run_dir` (fresh or resumed); :meth:`fit` trains, evaluates and saves."""
 
-    def __init__(self, cfg: Config, run: RunDir, device: torch.device, resume: bool, progress: bool = True):
+    def __init__(self, cfg: Config, run: RunDir, device: torch.device, resume: bool, progress: bool = True, **watch):
         self.cfg, self.run, self.device, self.progress = cfg, run, device, progress
         self.hash = config_hash(cfg)
         self.world = dist.world_size()
@@ -67,15 +68,16 @@ class Trainer:
         from pna.models import SegmentationLoss
         self.criterion = SegmentationLoss(ignore_index=self.train_set.ignore_index, **cfg.model.loss)
         o = cfg.optim
-        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas, o.decay_rule)
+        self.optimizer = build_optimizer(self.model, o.lr, o.weight_decay, o.betas, o.decay_rule, o.optimizer, o.momentum)
         self.scheduler = build_scheduler(self.optimizer, cfg.train.iters, o.warmup_iters, o.warmup_ratio,
                                          o.poly_power, o.min_lr)
         self.amp = cfg.train.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.skipped = SkippedSteps()
-        self.iteration, self.elapsed, self.saved_at = 0, 0.0, None
+        self.iteration, self.elapsed, self.saved_at, self.grad_norm = 0, 0.0, None, None
         if resume:
             self._load(load_checkpoint(run.last, map_location=device))
+        self.watch = RunWatch(run.log, device, cfg.train.batch_size, self.iteration, self.elapsed, **watch)
 
     def _load(self, ckpt: dict) -> None:
         if ckpt["config_hash"] != self.hash:
@@ -110,22 +112,24 @@ class Trainer:
                          "elapsed_s": self.elapsed,
                          "config": self.cfg.to_dict(), "config_hash": self.hash,
                          "world_size": self.world}, self.run.last)
+        self._log({"type": "checkpoint", "iter": self.iteration})
         self.saved_at = self.iteration
         dist.barrier()
 
     def _log(self, entry: dict) -> None:
         if dist.is_main():
-            with open(self.run.log, "a") as f:
-                f.write(json.dumps(entry) + "\n")
+            self.watch.log(entry)
 
-    def evaluate(self, boundary: bool = True) -> dict:
-        """The evaluation split scored with the config's test protocol; the periodic evaluations
-        during training log mIoU only, so they skip the boundary metrics (``boundary=False``)."""
+    def evaluate(self) -> dict:
+        """The evaluation split scored with the config's test protocol, logged: mIoU and Boundary IoU of every
+        stage (+5-14 % of an evaluation, results/benchmarks/boundary_cpu.csv), predictions (TensorBoard)."""
         start = time.perf_counter()
         metrics = evaluate_with_config(self.model, self.eval_set, self.cfg, self.device,
-                                       workers=min(self.cfg.train.workers, 2),
-                                       boundary=BoundarySettings() if boundary else None)
+                                       workers=min(self.cfg.train.workers, 2), boundary=BoundarySettings())
         self.eval_seconds = round(time.perf_counter() - start, 3)
+        self._log(eval_entry(self.iteration, metrics, self.eval_seconds))
+        if dist.is_main():
+            self.watch.show_predictions(self.model, self.eval_set, self.cfg, self.iteration)
         return {"split": self.cfg.data.eval_split, **metrics}
 
     def train_step(self, batch: dict, signalled: bool) -> tuple[float, dict, bool]:
@@ -150,18 +154,18 @@ class Trainer:
         error; with AMP a step the scaler skips is counted (interrupts.SkippedSteps)."""
         clip = self.cfg.optim.clip_grad
         if self.amp:
-            if clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.unscale_(self.optimizer)  # scaler.step would unscale anyway; the norm is the true one
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = (nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip is not None
+                else nn.utils.get_total_norm(grads))
+        self.grad_norm = norm  # a tensor: read (synchronised) only when logged
+        if self.amp:
             scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.skipped.record(self.scaler.get_scale() < scale, self.iteration + 1, self.cfg.name, bad_outputs,
                                 self._kept())
         else:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            norm = (nn.utils.clip_grad_norm_(self.model.parameters(), clip) if clip is not None
-                    else nn.utils.get_total_norm(grads))
             if not torch.isfinite(norm):
                 raise non_finite_gradient(self.cfg.name, self.iteration + 1, self.model, self._kept())
             self.optimizer.step()
@@ -192,13 +196,12 @@ class Trainer:
                     loss = dist.mean_scalar(loss, self.device)
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
                     self._log({"type": "train", "iter": self.iteration, "loss": loss, "parts": parts, "lr": lr,
-                               "time_s": round(self.elapsed, 3)})
+                               "time_s": round(self.elapsed, 3),
+                               **self.watch.step_stats(self.iteration, self.elapsed, self.grad_norm, self.scaler)})
                 if stop:
                     self._interrupted(bar, signals.received)
                 if t.eval_interval and self.iteration % t.eval_interval == 0 and self.iteration < t.iters:
-                    metrics = self.evaluate(boundary=False)
-                    self._log({"type": "eval", "iter": self.iteration,
-                               "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()}})
+                    self.evaluate()
                 if t.checkpoint_interval and self.iteration % t.checkpoint_interval == 0 and self.iteration < t.iters:
                     self._save_last()
             if dist.any_flags([signals.received is not None], self.device)[0]:  # signalled after the last step
@@ -210,10 +213,7 @@ class Trainer:
             self._save_last()
             return None
         check_finite_weights(self.model, self.cfg.name, self.iteration, self._kept())
-        metrics = self.evaluate()
-        self._log({"type": "eval", "iter": self.iteration, "mIoU": {k: v["mIoU"] for k, v in metrics["stages"].items()},
-                   "seconds": self.eval_seconds})
-        return metrics
+        return self.evaluate()
 
     def _interrupted(self, bar: Progress, signal_name: str | None) -> None:
         bar.close()
@@ -229,7 +229,8 @@ def _announce(text: str) -> None:
 
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           reuse: bool = True, results_dir: str | Path | None = None, write_results: bool = True,
-          progress: bool = True, stop_after: int | None = None, wait: bool = False) -> RunResult:
+          progress: bool = True, stop_after: int | None = None, wait: bool = False, tensorboard: bool = False,
+          on_log=None) -> RunResult:
     """Train `cfg` (or load its finished run), evaluate every stage, write the results JSON.
 
     `out_dir` defaults to ``runs/<model>-<profile>-<hash10>/``. A finished run of the same config
@@ -237,7 +238,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
     `resume` or `reuse`. Nothing finished is replaced without `overwrite`. What the config and the
     files decide is refused first (:mod:`pna.engine.preflight`). The folder is locked while it trains
     (:mod:`pna.engine.runlock`): another training of it refuses, or with `wait` waits and then reuses
-    (or resumes) it. A signal stops it with its state saved (:class:`TrainingInterrupted`).
+    (or resumes) it. A signal stops it with its state saved (:class:`TrainingInterrupted`), another error
+    is recorded (``failed.json``). ``tensorboard``, ``on_log``: where the log also goes (:mod:`pna.engine.watch`).
     """
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after={stop_after!r}: expected None or a whole number >= 1 (iterations of this call)")
@@ -260,26 +262,33 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False, 
                 _announce(f"{cfg.name} ({cfg.profile}): reusing the finished run in {run.path}")
                 path = write_result(record, results_dir) if write_results and dist.is_main() else None
                 return RunResult(run.path, cfg, cfg_hash, record["metrics"], record, path, reused=True)
-            trainer = _start(cfg, cfg_hash, run, device, action, progress)
+            trainer = _start(cfg, cfg_hash, run, device, action, progress, tensorboard=tensorboard, on_log=on_log)
             metrics = trainer.fit(stop_after)
             return finish_run(trainer, metrics, results_dir, write_results, overwrite)
     except StopRequested as stop:
         saved = run.last if run.last.is_file() else None
         raise TrainingInterrupted(cfg.name, trainer.saved_at if trainer else None, saved, stop.signal_name) from None
+    except Exception as error:
+        if lock is not None and dist.is_main() and not isinstance(error, TrainingInterrupted):
+            record_failure(run.log, run.failed, trainer.iteration if trainer else None, error)
+        raise
     finally:
+        if trainer is not None:
+            trainer.watch.close()
         if lock is not None:
             lock.release()
 
 
-def _start(cfg: Config, cfg_hash: str, run: RunDir, device: torch.device, action: str, progress: bool) -> Trainer:
+def _start(cfg: Config, cfg_hash: str, run: RunDir, device: torch.device, action: str, progress: bool, **watch) -> Trainer:
     """The run folder's config written (a fresh start forgets the log of a run that never saved), the trainer built."""
     if dist.is_main():
         if action in ("fresh", "restart"):
             run.log.unlink(missing_ok=True)
+        run.failed.unlink(missing_ok=True)  # this training is the run's latest word
         atomic_write_json({"config_hash": cfg_hash, "config": cfg.to_dict()}, run.config)
     dist.barrier()
     if action == "restart":
         _announce(f"{cfg.name} ({cfg.profile}): nothing to resume in {run.path} (its run stopped before the first "
                   "checkpoint); training from the start")
     _announce(f"{cfg.name} ({cfg.profile}): {'resuming' if action == 'resume' else 'training'} in {run.path}")
-    return Trainer(cfg, run, device, resume=action == "resume", progress=progress)
+    return Trainer(cfg, run, device, resume=action == "resume", progress=progress, **watch)

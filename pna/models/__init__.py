@@ -10,11 +10,12 @@ from .refine import ProgressiveRefinement, RefineStage
 from .factory import create_model, get_spec, list_models
 from .sam import SelfAggregation
 from .resize import resize_to
+from .segfix import SegFixHead, SegFixNet
 from .segmentor import Segmentor
 from .registry import MODELS, ModelSpec
 
 __all__ = [
     "MODELS", "ModelSpec", "NeighbourhoodAggregation", "ProgressiveRefinement", "RefineStage", "Segmentor",
-    "SegmentationLoss", "SelfAggregation", "build_backbone", "build_head", "create_model", "get_spec",
+    "SegFixHead", "SegFixNet", "SegmentationLoss", "SelfAggregation", "build_backbone", "build_head", "create_model", "get_spec",
     "list_backbones", "list_models", "resize_to",
 ]

@@ -11,6 +11,7 @@ from .heads import build_aux_head, build_head
 from .init import INIT_STYLES, apply_init
 from .pointrend import PointRend, PointRendSegmentor, fine_channels_of
 from .refine import ProgressiveRefinement
+from .segfix import SEGFIX_HEAD, SegFixHead, SegFixNet
 from .segmentor import Segmentor
 from .registry import MODELS, ModelSpec
 
@@ -40,11 +41,14 @@ def get_spec(name: str, **overrides: Any) -> ModelSpec:
     return spec
 
 
-def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor:
+def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor | SegFixNet:
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     backbone = build_backbone(spec.backbone, spec.output_stride, spec.pretrained)
     channels = list(backbone.out_channels)
+    if spec.head == SEGFIX_HEAD:  # predicts boundaries and directions, whatever the classes
+        head = SegFixHead(channels, spec.head_channels or 256)
+        return apply_init(SegFixNet(backbone, head, spec.size_divisibility), spec.init)
     head = build_head(spec.head, channels, num_classes, channels=spec.head_channels, **spec.head_kwargs)
     refine: nn.Module | None = None
     if spec.refine == "pointrend":

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .pointrend import point_cross_entropy
 from .resize import resize_to
+from .segfix import OUTPUT as SEGFIX_OUTPUT, segfix_term
 
 DEFAULT_STAGE_WEIGHTS = {"P0": 1.0, "P1": 0.1, "P2": 0.1, "P3": 0.1, "P4": 0.1}
 MEAN_OVER = ("valid", "all")
@@ -33,7 +34,8 @@ def point_term(points: Mapping[str, Tensor], labels: Tensor, criterion: "Segment
 
 
 # Output kinds every SegmentationLoss knows (weight, term); ``extra_terms`` adds to / replaces these.
-DEFAULT_EXTRA_TERMS: dict[str, tuple[float, LossTerm]] = {"points": (1.0, point_term)}
+# SegFix's output brings its own two-part loss (pna.models.segfix.segfix_loss), weight 1.
+DEFAULT_EXTRA_TERMS: dict[str, tuple[float, LossTerm]] = {"points": (1.0, point_term), SEGFIX_OUTPUT: (1.0, segfix_term)}
 
 
 class SegmentationLoss(nn.Module):

@@ -10,7 +10,8 @@ class ModelSpec:
     """Everything ``create_model`` needs besides ``num_classes``; every field can be overridden.
 
     backbone: a name of ``pna.models.backbones.BACKBONES``; pretrained: None or a local weights file.
-    head: a name of ``pna.models.heads.HEADS``; head_channels None = the head's default width;
+    head: a name of ``pna.models.heads.HEADS``, or ``"segfix"`` (a SegFix network, :mod:`pna.models.segfix`:
+    no classes, head_channels its branches' width); head_channels None = the head's default width;
     head_kwargs: further head arguments. refine: None, "nam" (NAM only), "nam+sam" or "pointrend" (the PointRend baseline).
     embed_bias: the refinement's 1x1 query/value embeddings have a bias (False in the Detectron2 rows).
     aux: an auxiliary FCN head on res4 (aux_channels wide), run in training only.
@@ -111,3 +112,6 @@ for _tag, _swin in (("swin_t", dict(backbone="swin_t")), ("swin_b", dict(backbon
         f"psp_{_tag}_pna": ModelSpec(head="psp", refine="nam+sam", **_swin),
     })
 MODELS["psp_swin_t_pna_nam"] = ModelSpec(head="psp", refine="nam", backbone="swin_t")
+# SegFix (Yuan et al. 2020), the model-agnostic boundary refiner compared with PNA in the refiners
+# table (pna.analysis.refiners): their network over their backbone, HRNet-W48 (docs/refiners.md).
+MODELS["segfix_hrnet48"] = ModelSpec(backbone="hrnet_w48", head="segfix", head_channels=256, aux=False)

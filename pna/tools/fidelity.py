@@ -46,7 +46,8 @@ CHECKS: tuple[Check, ...] = (
     _c("backbone", MODEL), _c("stem_widths", MODEL), _c("output_stride", MODEL), _c("dilations", MODEL),
     _c("coarse_head", MODEL), _c("head_channels", MODEL), _c("aspp_dilations", MODEL),
     _c("psp_pool_scales", MODEL), _c("norm_layer_head", MODEL), _c("head_dropout", MODEL, "head_dropout", "dropout_kind"),
-    _c("aux_head", MODEL, "aux_head", "aux_head_channels"), _c("drop_path", MODEL), _c("pna_window", MODEL),
+    _c("aux_head", MODEL, "aux_head", "aux_head_channels"), _c("drop_path", MODEL), _c("swin_shifted_windows", MODEL),
+    _c("pna_window", MODEL),
     _c("pna_resize_mode", MODEL), _c("pna_embed_dims", MODEL), _c("pna_embed_bias", MODEL),
     _c("pna_uses_sam", MODEL), _c("pna_heads", MODEL), _c("pna_mlp_ratio", MODEL), _c("init_pna_head", MODEL),
     _c("init_heads", MODEL), _c("coarse_head_runs_in_training", MODEL), _c("size_divisibility", MODEL),
@@ -59,7 +60,8 @@ CHECKS: tuple[Check, ...] = (
     _c("train_resize", TRAINING), _c("crop_size", TRAINING), _c("cat_max_ratio", TRAINING), _c("flip_prob", TRAINING),
     _c("photometric_distortion", TRAINING), _c("normalize_mean_std", TRAINING), _c("pad", TRAINING),
     _c("interpolation", TRAINING), _c("test_resize", TRAINING), _c("test_mode", TRAINING),
-    _c("ignore_index", TRAINING), _c("eval_metric_classes", TRAINING), _c("eval_interval", TRAINING),
+    _c("ignore_index", TRAINING), _c("eval_metric_classes", TRAINING, "eval_metric_classes", "paper_metric"),
+    _c("eval_interval", TRAINING),
     _c("checkpoint_interval", TRAINING),
 )
 # Checks whose values are (key, value) pairs compared on the keys both sides have (a baseline

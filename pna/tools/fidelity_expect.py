@@ -214,15 +214,25 @@ def pad(lines: Lines) -> tuple:
 
 
 def eval_classes(lines: Lines, num_classes: int) -> tuple:
-    """(classes the headline mIoU averages, classes of the authors' evaluator)."""
+    """(classes the headline mIoU averages, classes of the authors' evaluator in our ids, what the headline
+    does with DeepGlobe's unknown ground truth)."""
     text = text_of(lines, "eval_metric_classes")
-    if "label ids 0..5 scored" in text:
-        return (tuple(range(6)), tuple(range(6)))
+    if "label ids 0..5 scored" in text:  # DeepGlobe: the paper's (MagNet's) metric and their evaluator
+        need(text_of(lines, "paper_metric"), "unknown ground truth kept", "averaged over ids 1..6, the land classes")
+        return (tuple(range(6)), ints(group(text, "our ids")), "unknown kept")
     if "SemSegEvaluator over 3 classes" in text:
-        return ((0, 1, 2), (0, 1, 2))
+        return ((0, 1, 2), (0, 1, 2), None)
     if f"{num_classes} classes" not in text:
         raise NotUnderstood(f"expected {num_classes} classes in {text!r}")
-    return (tuple(range(num_classes)), None)
+    return (tuple(range(num_classes)), None, None)
+
+
+def swin_shifted_windows(lines: Lines) -> str | None:
+    """The order of a shifted Swin block: "pad, then roll" (MMSeg) or None (no Swin backbone)."""
+    if lines.get("swin_shifted_windows") is None:
+        return None
+    text = text_of(lines, "swin_shifted_windows")
+    return "pad, then roll" if text.startswith("pad, then roll") else fail(text)
 
 
 def _first_float(setting: str) -> Callable[[Lines], float]:
@@ -248,6 +258,7 @@ EXPECT: dict[str, Callable[..., Any]] = {
     "norm_layer_head": norm_layer_head, "psp_pool_scales": lambda lines: None if lines.get("psp_pool_scales") is None else ints(
         group(text_of(lines, "psp_pool_scales"))),
     "drop_path": lambda lines: None if lines.get("drop_path") is None else _first_float("drop_path")(lines),
+    "swin_shifted_windows": swin_shifted_windows,
     "num_classes": _int_of("num_classes"), "loss_weights": loss_weights, "loss": loss,
     "optimizer": lambda lines: text_of(lines, "optimizer").split()[0], "lr": _first_float("lr"),
     "weight_decay": _first_float("weight_decay"), "betas": lambda lines: group(text_of(lines, "betas")),

@@ -204,6 +204,23 @@ def decay_table(model: nn.Module, optim: tuple) -> dict:
             "paramwise_rules": tuple(sorted((k, v.pop() if len(v) == 1 else "mixed") for k, v in kinds.items()))}
 
 
+def shifted_window_order(backbone: nn.Module) -> str | None:
+    """A Swin backbone's shifted-window order, measured: row 0 of a 16x16 map (padded to 21 by a
+    window of 7) is changed and the rows it reaches through one shifted block are listed. Padded first
+    and then rolled by 3 (MMSeg), it shares its window and region with rows 1-2 only; rolled first,
+    with rows 10-15 too. None for a backbone without shifted windows."""
+    blocks = [b for layer in getattr(getattr(backbone, "body", None), "layers", []) for b in layer.blocks
+              if any(getattr(b, "shift_size", ()))]
+    if not blocks:
+        return None
+    block, g = blocks[0].eval(), torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 16, block.norm1.normalized_shape[0], generator=g)
+    y = x.clone()
+    y[:, 0] = torch.randn(y[:, 0].shape, generator=g)
+    reached = ((block(x) - block(y)).abs().amax(dim=(0, 2, 3)) > 1e-6).nonzero().flatten().tolist()
+    return "pad, then roll" if reached == [0, 1, 2] else f"roll, then pad (row 0 reaches rows {reached})"
+
+
 @functools.lru_cache(maxsize=None)
 def model_facts(model: str, overrides_json: str, num_classes: int, optim: tuple) -> dict[str, Any]:
     """Every model measurement of the report for one built model (cached by its arguments)."""
@@ -218,7 +235,7 @@ def model_facts(model: str, overrides_json: str, num_classes: int, optim: tuple)
         feats = net.backbone.eval()(torch.randn(2, 3, PROBE_SIZE, PROBE_SIZE))
         facts = {"backbone": spec.backbone, **_backbone(net.backbone, feats),
                  **_head(net.head, spec.head, net.aux_head), **_refine(net.refine), "init_heads": _init_heads(net),
-                 "init_figures": _init_figures(net),
+                 "init_figures": _init_figures(net), "swin_shifted_windows": shifted_window_order(net.backbone),
                  "size_divisibility": size_divisor(net), **decay_table(net, optim)}
         facts["coarse_head_runs_in_training"], facts["dense_outputs"] = coarse_passes(net, feats)
     return facts

@@ -192,8 +192,33 @@ def _data_facts(cfg, size_divisor: int) -> dict[str, Any]:
                           else f"bilinear, {'antialiased' if resize.antialias else 'no antialias'}"),
         "pad": pad_facts(cfg, size_divisor), "test_resize": (evaluation.short_side, evaluation.max_size),
         "num_classes": dataset.num_classes, "ignore_index": dataset.ignore_index,
-        "eval_metric_classes": (tuple(info(d.eval_dataset or d.dataset).eval_classes), cfg.eval.authors_classes),
+        "eval_metric_classes": (tuple(info(d.eval_dataset or d.dataset).eval_classes), cfg.eval.authors_classes,
+                                unknown_scoring(d.eval_dataset or d.dataset, {**d.options, **d.eval_options})),
     }
+
+
+def unknown_scoring(dataset: str, options: dict) -> str | None:
+    """DeepGlobe: what scoring does with "unknown" ground truth, read off a crafted 2x2 tile (black =
+    unknown) through the evaluation dataset: "unknown kept" (a class of the matrix) or "unknown ignored"."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from pna.data import build_dataset
+    from pna.data.catalog import DEEPGLOBE_COLOURS, DEEPGLOBE_UNKNOWN
+
+    if dataset != "deepglobe":
+        return None
+    with tempfile.TemporaryDirectory() as root:
+        tiles = Path(root) / "land-train"
+        tiles.mkdir()
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tiles / "t_sat.jpg")
+        mask = np.array([[DEEPGLOBE_UNKNOWN, DEEPGLOBE_COLOURS[0]]] * 2, dtype=np.uint8)
+        Image.fromarray(mask).save(tiles / "t_mask.png")
+        label = build_dataset("deepglobe", root, "test", ids=["t"], **options)[0]["label"]
+    return "unknown ignored" if int(label[0, 0]) == 255 else "unknown kept"
 
 
 def config_facts(cfg) -> dict[str, Any]:

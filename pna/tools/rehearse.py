@@ -62,6 +62,7 @@ from pathlib import Path
 from pna.engine.checkpoint import atomic_write_text
 from pna.tools.measure import PeakMemory, gpu_info, oom_asked_mb, steady_seconds
 from pna.tools.rehearse_notebooks import CI_ROWS, NOTEBOOKS, papermill_row  # noqa: F401 (CI_ROWS: the CLI's and tests' name)
+from pna.tools.rehearse_refiners import dataset_of, densecrf_line, is_refiner, per_gpu_batch
 
 COLUMNS = ["config", "device", "gpu", "gpu_total_mb", "crop", "batch", "iters", "warmup", "workers", "s_per_iter",
            "data_s", "peak_mb", "reserved_mb", "asked_mb", "eval_s", "eval_size", "amp_step_s", "resumed_at",
@@ -75,11 +76,8 @@ SAME_PROCESS_RECOMPILE_LIMIT = 64
 
 
 def authors_batch(name: str) -> int:
-    """The per-GPU batch of the authors' setting that row ``name`` trains with."""
-    from pna.configs import ROWS
-    from pna.configs.authors import AUTHORS
-
-    return AUTHORS[ROWS[name].setting].batch_per_gpu
+    """The per-GPU batch of the authors' setting that row ``name`` trains with (a refiner: its recipe's)."""
+    return per_gpu_batch(name)
 
 
 def rehearsal_config(name: str, root: Path, device: str, iters: int = 2, batch_size: int = 2, workers: int = 0):
@@ -106,7 +104,8 @@ def amp_step(cfg, num_classes: int, device, size=AMP_SIZE) -> float:
     torch.manual_seed(0)
     model = build_model(cfg, num_classes, device).train()
     criterion = SegmentationLoss(**cfg.model.loss)
-    optimizer = build_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.betas, cfg.optim.decay_rule)
+    o = cfg.optim
+    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.betas, o.decay_rule, o.optimizer, o.momentum)
     images = torch.randn(2, 3, *size, device=device)
     labels = torch.randint(0, num_classes, (2, *size), device=device)
     dtype = torch.bfloat16
@@ -151,7 +150,6 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
     """Steps 1-4 of the module docstring for one config (``batch``: a number or ``"authors"``; the
     fixture goes to ``data_dir``, default ``workdir/data``); returns its line of the table."""
     from pna.engine import distributed as dist
-    from pna.configs import ROWS
     from pna.data import info
     from pna.engine.train import train
 
@@ -162,7 +160,7 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
     meter, peaks, phase, start = PeakMemory(device), [], "data", time.perf_counter()
     try:
         # one epoch covers every iteration: a loader (and its workers) starts once per run
-        root = _fixture(ROWS[name].dataset, batch_size * (iters if workers else 1),
+        root = _fixture(dataset_of(name), batch_size * (iters if workers else 1),
                         data_dir or workdir / "data")
         cfg = rehearsal_config(name, root, device_name, iters, batch_size, workers)
         line.update(crop="x".join(map(str, cfg.data.crop)))
@@ -205,9 +203,8 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
 def _eval_size(cfg) -> str:
     from pna.data.transforms import short_side_size
     from pna.data.fixtures import OFFICIAL_SIZES
-    from pna.configs import ROWS
 
-    h, w = OFFICIAL_SIZES[ROWS[cfg.name].dataset]
+    h, w = OFFICIAL_SIZES[dataset_of(cfg.name)]
     if cfg.data.eval_short_side:
         h, w = short_side_size(h, w, cfg.data.eval_short_side, cfg.data.eval_max_size)
     return f"{h}x{w}"
@@ -264,11 +261,12 @@ def rehearse(names: list[str], device: str = "cpu", papermill: bool = False, pat
              workers: int = 0, same_process: bool = False) -> list[dict]:
     """Rehearse the configs ``names`` (each in its own process; ``same_process``: all in one child,
     :mod:`pna.tools.children`), then with ``papermill`` one row per dataset through its notebook;
-    the table is written to ``path`` after every row (None: not written). ``timeout``: seconds per row."""
-    from pna.configs import ROWS
+    the table is written to ``path`` after every row (None: not written). ``timeout``: seconds per row.
+    Rehearsing a refiner row (SegFix) adds one line for DenseCRF at Cityscapes' size."""
+    from pna.configs import list_configs
     from pna.tools.children import child_lines
 
-    unknown = [n for n in names if n not in ROWS]
+    unknown = [n for n in names if n not in list_configs()]
     if unknown:
         raise ValueError(f"unknown config(s) {unknown}; see pna.configs.list_configs()")
     if iters < 2 or not 0 <= warmup < iters:
@@ -290,6 +288,8 @@ def rehearse(names: list[str], device: str = "cpu", papermill: bool = False, pat
               f"peak {line.get('peak_mb', '')} MB, eval {line.get('eval_s', '')} s {line['error']}", flush=True)
         if line["status"] != "ok" and line.get("traceback"):
             print(line["traceback"], file=sys.stderr, flush=True)
+    if any(is_refiner(n) for n in names):
+        record(densecrf_line(device))
     if papermill:
         for dataset in NOTEBOOKS:
             line = papermill_row(dataset, device, timeout)

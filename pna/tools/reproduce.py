@@ -18,10 +18,15 @@ from pathlib import Path
 
 from pna.paths import notebooks_dir, results_dir
 
+# The tables notebook reads what every other notebook wrote (the refiners table of notebook 08
+# included): it runs last, whatever its number.
+TABLES_NOTEBOOK = "07_tables_and_figures.ipynb"
+
 
 def find_notebooks(only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks in run order; ``only`` keeps those whose name starts with a prefix."""
-    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks in run order (by number, the tables notebook last); ``only`` keeps
+    those whose name starts with a prefix."""
+    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"), key=lambda nb: (nb.name == TABLES_NOTEBOOK, nb.name))
     if only:
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in only)]
         if not notebooks:

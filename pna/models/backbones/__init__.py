@@ -3,7 +3,8 @@
 ``.size_divisor`` (the input sides it takes as they are; the segmentor pads other sizes).
 
 Names: ``resnet50c`` / ``resnet101c`` (mmseg V1c), ``resnet52`` / ``resnet103`` (Detectron2 DeepLab
-R-52 / R-103), ``swin_t`` / ``swin_b``, and the smoke stand-ins ``resnet18c`` / ``resnet10c_half``.
+R-52 / R-103), ``swin_t`` / ``swin_b``, ``hrnet_w48`` (SegFix's), and the smoke stand-ins
+``resnet18c`` / ``resnet10c_half``.
 Weights: :mod:`pna.models.backbones.weights` (formats, ``resolve_pretrained``, file names).
 
 Add a family by putting its builders into ``BACKBONES`` (``name -> builder(name, output_stride,
@@ -17,12 +18,14 @@ from typing import Callable
 
 from torch import nn
 
+from .hrnet import HRNETS, HRNetBackbone, build_hrnet
 from .resnet import RESNETS, ResNetBackbone, build_resnet
 from .swin import SWINS, SwinBackbone, build_swin
 from .weights import WEIGHT_FILES, LoadReport, WeightsError, load_pretrained, resolve_pretrained
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {name: partial(build_resnet, name) for name in RESNETS}
 BACKBONES.update({name: partial(build_swin, name) for name in SWINS})
+BACKBONES.update({name: partial(build_hrnet, name) for name in HRNETS})  # SegFix's backbone
 
 
 def list_backbones() -> list[str]:
@@ -48,5 +51,5 @@ def build_backbone(name: str, output_stride: int = 32, pretrained: str | Path | 
     return BACKBONES[name](output_stride=output_stride, pretrained=pretrained, allow_random_init=allow_random_init)
 
 
-__all__ = ["BACKBONES", "WEIGHT_FILES", "LoadReport", "ResNetBackbone", "SwinBackbone", "WeightsError",
+__all__ = ["BACKBONES", "WEIGHT_FILES", "HRNetBackbone", "LoadReport", "ResNetBackbone", "SwinBackbone", "WeightsError",
            "build_backbone", "list_backbones", "load_pretrained", "resolve_pretrained"]

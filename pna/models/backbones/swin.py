@@ -7,8 +7,14 @@ paper. Segmentation conventions of the Swin/MMSeg segmentation code, which the a
   attention masks are built for the actual size on each forward); ``size_divisor = 32`` tells
   :class:`pna.models.segmentor.Segmentor` to pad other sizes for inference (mmseg's way) and crop back;
 - every block keeps the 7x7 window and its cyclic shift of 3 whatever the feature size
-  (``always_partition=True``; feature maps are padded up to a multiple of the window), as MMSeg
-  does, instead of timm's default of shrinking the window to a small map;
+  (``always_partition=True``) instead of timm's default of shrinking the window on a small map;
+- a shifted block pads its map to a multiple of the window first and then rolls it, with the
+  attention mask drawn over the padded map, as MMSeg's ``ShiftWindowMSA`` does (the authors'
+  copy: ``mmsegmentation:mmseg/models/backbones/swin.py:186-211``; docs/authors_audit.csv,
+  ``swin_shifted_windows``). timm 1.0.31 rolls first and pads after, so rows the roll wraps round
+  share a window and a mask region with rows they do not border: :class:`PadThenShiftBlock` keeps
+  timm's modules and parameters (timm-format and the authors' files load as before) and runs them
+  in MMSeg's order. At a 512 crop every stage (128, 64, 32, 16) needs padding;
 - each returned stage output goes through its own LayerNorm (new, not in ImageNet checkpoints);
   the classification head and final norm are removed;
 - stochastic depth 0.3 (the MMSeg UperNet-Swin configs).
@@ -23,6 +29,8 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
+from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import Tensor, nn
 
 from .weights import LoadReport, load_pretrained, require_weights_or_warn
@@ -32,6 +40,31 @@ SWINS: dict[str, str] = {
     "swin_b": "swin_base_patch4_window7_224",
 }
 SIZE_DIVISOR = 32
+
+
+class PadThenShiftBlock(SwinTransformerBlock):
+    """timm's Swin block with MMSeg's shifted-window order: pad to the window, roll, mask, attend.
+
+    Only ``_attn`` differs from timm's (which rolls the unpadded map and pads afterwards); the
+    parameters, their names and the non-shifted blocks are timm's.
+    """
+
+    def _attn(self, x: Tensor) -> Tensor:
+        _, h, w, channels = x.shape
+        win_h, win_w = self.window_size
+        x = F.pad(x, (0, 0, 0, (-w) % win_w, 0, (-h) % win_h))  # zeros bottom/right, as MMSeg
+        padded_h, padded_w = x.shape[1:3]
+        shift = tuple(self.shift_size)
+        mask = None
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+            mask = self.get_attn_mask(x)  # regions over the padded, rolled map: MMSeg's three slices per side
+        windows = window_partition(x, self.window_size).view(-1, self.window_area, channels)
+        windows = self.attn(windows, mask=mask).view(-1, win_h, win_w, channels)
+        x = window_reverse(windows, self.window_size, padded_h, padded_w)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x[:, :h, :w].contiguous()
 
 
 class SwinBackbone(nn.Module):
@@ -56,6 +89,9 @@ class SwinBackbone(nn.Module):
         require_weights_or_warn(pretrained, name, allow_random_init)
         self.body = timm.create_model(SWINS[name], pretrained=False, num_classes=0, strict_img_size=False,
                                       always_partition=True, drop_path_rate=drop_path_rate)
+        for stage in self.body.layers:  # same modules and parameters, MMSeg's shifted-window order
+            for block in stage.blocks:
+                block.__class__ = PadThenShiftBlock
         # The classifier and final norm are unused by dense prediction (they would get no gradient).
         self.body.prune_intermediate_layers(len(self.body.layers), prune_norm=True, prune_head=True)
         self.out_channels: list[int] = [int(info["num_chs"]) for info in self.body.feature_info]

@@ -17,6 +17,7 @@ Formats (containers: a plain dict, or one under ``'state_dict'`` / ``'model'``; 
 | resnet | Detectron2 DeepLab ``R-52.pkl`` / ``R-103.pkl`` | ``stem.conv1.weight``, ``res2.0.*`` | pickle, numpy arrays under ``model`` |
 | swin | Microsoft's official ImageNet-1k | ``layers.0.downsample.reduction.weight`` | dict under ``model`` |
 | swin | timm | ``patch_embed.proj.weight`` | ``torch.save`` dict |
+| hrnet | official HRNet ImageNet (= timm names) | ``transition1.0.0.weight`` | ``torch.save`` dict |
 
 Microsoft puts the patch merging at the end of stage N, timm at the start of stage N+1: the keys
 are renamed accordingly; no tensor is resized (a checkpoint of another window size is an error).
@@ -32,6 +33,7 @@ Weight files in a folder, for ``resolve_pretrained(folder, backbone)`` (the firs
 | resnet103 | ``R-103.pkl``, ``resnet103.pth`` |
 | swin_t | ``swin_tiny_patch4_window7_224.pth``, ``swin_t.pth``, ``swin_tiny_patch4_window7_224.safetensors`` |
 | swin_b | ``swin_base_patch4_window7_224.pth``, ``swin_b.pth``, ``swin_base_patch4_window7_224.safetensors`` |
+| hrnet_w48 | ``hrnetv2_w48_imagenet_pretrained.pth``, ``hrnet_w48.pth`` |
 
 The smoke backbones (``resnet10c_half``, ``resnet18c``) have no ImageNet weights: they always
 start from random init (``resolve_pretrained`` gives None, ``allow_random_init=False`` does not apply).
@@ -55,10 +57,13 @@ WEIGHT_FILES: dict[str, tuple[str, ...]] = {
     "resnet103": ("R-103.pkl", "resnet103.pth"),
     "swin_t": ("swin_tiny_patch4_window7_224.pth", "swin_t.pth", "swin_tiny_patch4_window7_224.safetensors"),
     "swin_b": ("swin_base_patch4_window7_224.pth", "swin_b.pth", "swin_base_patch4_window7_224.safetensors"),
+    "hrnet_w48": ("hrnetv2_w48_imagenet_pretrained.pth", "hrnet_w48.pth"),  # SegFix's (docs/refiners.md)
 }
 RANDOM_INIT_BACKBONES = ("resnet10c_half", "resnet18c")  # CPU smoke stand-ins, never pretrained
-# File keys a backbone legitimately does not use: classifiers, Swin's final norm and its buffers.
-UNUSED_KEYS = re.compile(r"^(fc|fc1000|linear|head|norm)\.|(relative_position_index|attn_mask)$")
+# File keys a backbone legitimately does not use: classifiers, Swin's final norm and its buffers,
+# HRNet's classification head (its channel-increase, downsampling and final layers).
+UNUSED_KEYS = re.compile(r"^(fc|fc1000|linear|head|norm|classifier|incre_modules|downsamp_modules|final_layer)\.|"
+                         r"(relative_position_index|attn_mask)$")
 ABSENT_OK = re.compile(r"num_batches_tracked$")  # a BN counter; Detectron2 files do not store it
 MAX_LISTED = 25
 
@@ -122,6 +127,7 @@ FORMATS: dict[str, list[WeightFormat]] = {  # most specific first
         WeightFormat("Microsoft Swin (official)", ("layers.0.downsample.reduction.weight",), _swin_microsoft),
         WeightFormat("timm Swin", ("patch_embed.proj.weight",), _timm),
     ],
+    "hrnet": [WeightFormat("official HRNet ImageNet / timm HRNet", ("transition1.0.0.weight",), _timm)],
 }
 
 
