@@ -42,8 +42,7 @@ def interpolation_weights(size_in: int, size_out: int, dtype: torch.dtype = torc
         >>> interpolation_weights(2, 4).tolist()
         [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]]
     """
-    scale = torch.tensor(size_in / size_out, dtype=dtype)
-    source = ((torch.arange(size_out, dtype=dtype) + 0.5) * scale - 0.5).clamp_min(0)
+    source = ((torch.arange(size_out, dtype=dtype) + 0.5) * (size_in / size_out) - 0.5).clamp_min(0)
     low = source.long().clamp(max=size_in - 1)
     high = (low + 1).clamp(max=size_in - 1)
     far = source - low
@@ -56,7 +55,8 @@ def interpolation_weights(size_in: int, size_out: int, dtype: torch.dtype = torc
 def _separable(x: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and torch.is_grad_enabled()
             and x.requires_grad and max(x.shape[-2:]) <= SEPARABLE_MAX_SIDE
-            and not torch.is_autocast_enabled("cpu"))
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.jit.is_tracing())  # fvcore's traces count an upsampling, not two matrix products
 
 
 def resize_to(x: torch.Tensor, size: Sequence[int] | torch.Tensor) -> torch.Tensor:
