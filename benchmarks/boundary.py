@@ -24,7 +24,6 @@ every operation, and the boundary metrics are many short operations: one thread 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pna.engine.evaluate import evaluate_model  # noqa: E402
+from table_file import write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 HEIGHT, WIDTH, CLASSES = 1024, 2048, 19  # Cityscapes
 STAGE_STRIDES = {"P0": 32, "P1": 32, "P2": 16, "P3": 8, "P4": 4}  # PNA's output strides
@@ -139,12 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"-> {row['cpu_with_s']:.3f} s, x{row['cpu_ratio']:.3f}; load {row['load_avg_1min']}",
                   flush=True)
     out = Path(args.output or ROOT / "results" / "benchmarks" / f"boundary_{torch.device(args.device).type}.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    write_rows(out, rows, COLUMNS)
     return rows
 
 

@@ -27,6 +27,7 @@ from pna.configs import load_config  # noqa: E402
 from pna.analysis.explorer import NAMExplorer  # noqa: E402
 from pna.models import create_model  # noqa: E402
 from pna.paths import results_dir  # noqa: E402
+from table_file import write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 
 def measure(size: int, profile: str, clicks: int, with_widget: bool) -> dict:
@@ -72,12 +73,7 @@ def main() -> None:
     for row in rows:
         print(row)
     out = results_dir() / "benchmarks" / f"explorer_cpu_{args.profile}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    write_rows(out, rows)
 
 
 if __name__ == "__main__":

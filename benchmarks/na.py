@@ -24,7 +24,6 @@ single-thread CPU time over interleaved rounds, the measurement behind ``pna.ops
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from pna.ops import na2d, native  # noqa: E402
 from pna.ops.na2d_dense import fits_dense  # noqa: E402
 from pna.ops.window import relative_bias, window_starts  # noqa: E402
+from table_file import read_rows, write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 STAGES = {"res2": (96, 128), "res3": (192, 64), "res4": (384, 32), "res5": (768, 16)}  # D @ H=W
 HEAD_DIM, BATCH = 32, 2
@@ -168,22 +168,12 @@ def _run_worker(args, impl: str, batch: int, heads: int, size: int, kernel_size:
 
 
 def _write(path: Path, rows: list[dict], keys: tuple[str, ...], update: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if update and path.exists():
+    kept = []
+    if update:
         measured = {tuple(str(row[k]) for k in keys) for row in rows}
-        with path.open(newline="") as f:
-            kept = [row for row in csv.DictReader(f) if tuple(row[k] for k in keys) not in measured]
-        rows = kept + rows
+        kept = [row for row in read_rows(path) if tuple(row[k] for k in keys) not in measured]
         print(f"updating {path} (kept {len(kept)} earlier rows)")
-    # this run's columns first, then any only the earlier rows have (a CSV from an older version)
-    fields = list(dict.fromkeys([k for row in rows[::-1] for k in row]))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)  # a failed write leaves the earlier file as it was
-    print(f"wrote {path}")
+    write_rows(path, rows, kept=kept)  # this run's columns first, then any only the earlier rows have
 
 
 def stage_table(args) -> None:

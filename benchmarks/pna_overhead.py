@@ -22,7 +22,6 @@ two versions side by side. No figure here is asserted by a test.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import tempfile
@@ -37,6 +36,7 @@ import torch  # noqa: E402
 import pna  # noqa: E402
 from pna.models import create_model  # noqa: E402
 from pna.ops import na2d  # noqa: E402
+from table_file import read_rows, write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "results" / "benchmarks" / "pna_overhead_cpu.csv"
@@ -177,18 +177,7 @@ def measure(goals: list[int], repeats: int, label: str) -> list[dict]:
 
 
 def write(rows: list[dict], out: Path, append: bool) -> None:
-    kept = []
-    if append and out.exists():
-        with out.open(newline="") as f:
-            kept = list(csv.DictReader(f))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(kept + rows)
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_rows(out, rows, COLUMNS, kept=read_rows(out) if append else ())
 
 
 def plot(table: Path, figure: Path) -> None:
@@ -198,8 +187,7 @@ def plot(table: Path, figure: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with table.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["goal"] == "3"]
+    rows = [r for r in read_rows(table) if r["goal"] == "3"]
     fig, ax = plt.subplots(figsize=(7, 4))
     for label in dict.fromkeys(r["label"] for r in rows):
         mine = [r for r in rows if r["label"] == label]

@@ -17,7 +17,6 @@ row records the 1-minute load average.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import tempfile
@@ -36,6 +35,7 @@ from pna.data import info  # noqa: E402
 from pna.inference import PredictOptions, load_model, predict_files  # noqa: E402
 from pna.models import create_model  # noqa: E402
 from pna.paths import results_dir  # noqa: E402
+from table_file import write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 ROW = "voc/fcn_r50_os32_pna"
 SIZES = {"512x512": (512, 512), "1024x2048": (1024, 2048)}
@@ -121,12 +121,7 @@ def main() -> None:
                            "cpu": platform.processor() or platform.machine()}
                     print(row, flush=True)
                     rows.append(row)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out_csv}")
+    write_rows(out_csv, rows)
 
 
 if __name__ == "__main__":
