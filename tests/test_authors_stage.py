@@ -13,6 +13,7 @@ import torch
 from pna.authors import name_table
 from pna.authors.convert import Section, convert_state_dict
 from pna.models import ProgressiveRefinement, get_spec
+from na_reference import natten_start  # the window rule, written once for the tests
 
 IN_CHANNELS = (16, 24, 32, 40)           # res2..res5
 DIMS = (32, 64, 64, 96)                  # D of res2..res5 (heads = D / 32)
@@ -113,11 +114,6 @@ def restormer_block(x, s, p):
     z = depthwise3x3(conv1x1(y, s[f"{p}.ffn.project_in.weight"]), s[f"{p}.ffn.dwconv.weight"])
     hidden = z.shape[1] // 2  # the first half is the GELU branch
     return x + conv1x1(gelu(z[:, :hidden]) * z[:, hidden:], s[f"{p}.ffn.project_out.weight"])
-
-
-def natten_start(i, n, window):
-    r = window // 2
-    return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 
 
 def neighbourhood_cross_attention(x, v, s, p):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pna.analysis.explorer import NAMExplorer
+from na_reference import natten_start  # the window rule, written once for the tests
 
 PALETTE = [(0, 0, 0), (200, 0, 0), (0, 200, 0)]
 HEAD_DIM = 32      # heads = D / 32 (docs/architecture.md, "One refinement stage")
@@ -33,15 +34,6 @@ def images():
     torch.manual_seed(1)
     return [{"image": torch.randn(3, 64, 96), "label": torch.randint(0, 3, (64, 96))},
             {"image": torch.randn(3, 64, 96), "label": torch.randint(0, 3, (64, 96))}]
-
-
-def natten_start(i: int, n: int, window: int) -> int:
-    """NATTEN's window start (docs/architecture.md): slid inward at the borders; the whole axis when
-    the map is smaller than the window (our documented extension)."""
-    if n < window:
-        return 0
-    r = window // 2
-    return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 
 
 def stage_inputs(model, image) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:

@@ -13,19 +13,12 @@ from pna.ops.na2d import cpu_path
 from pna.ops.na2d_dense import fits_dense
 from pna.ops.flops import fvcore_handles
 from pna.ops.window import window_starts
+from na_reference import natten_start  # the window rule, written once for the tests
 
 # (L, H, W): square, non-square, 1xN, Nx1, maps smaller than the window along one or both axes, and
 # maps of several 8 x 8 tiles of the tiled path (interior tiles, padded border tiles).
 CASES = [(3, 5, 6), (5, 7, 5), (7, 9, 8), (9, 10, 11), (3, 1, 7), (5, 1, 4), (9, 4, 6), (7, 8, 3),
          (11, 12, 13), (11, 5, 14), (9, 19, 26), (5, 17, 9), (3, 18, 1), (11, 1, 20)]
-
-
-def spec_start(i: int, n: int, kernel_size: int) -> int:
-    """NATTEN's window start (docs/architecture.md), with the documented extension: a map shorter than L uses the whole axis."""
-    if n < kernel_size:
-        return 0
-    r = kernel_size // 2
-    return max(i - r, 0) + (n - 1 - r - i if i + r >= n else 0)
 
 
 def brute_force(q, k, v, rpb, kernel_size):
@@ -36,7 +29,7 @@ def brute_force(q, k, v, rpb, kernel_size):
     for i in range(height):
         attn_row, out_row = [], []
         for j in range(width):
-            top, left = spec_start(i, height, kernel_size), spec_start(j, width, kernel_size)
+            top, left = natten_start(i, height, kernel_size), natten_start(j, width, kernel_size)
             rows = [top + dy for dy in range(span_h) for dx in range(span_w)]  # slot t = dy * Lw + dx
             cols = [left + dx for dy in range(span_h) for dx in range(span_w)]
             bias = rpb[:, [y - i + kernel_size - 1 for y in rows], [x - j + kernel_size - 1 for x in cols]]
@@ -66,7 +59,7 @@ def flex_quiet(*args, **kwargs):
 @pytest.mark.parametrize("kernel_size", [1, 3, 5, 7, 9])
 def test_window_starts_follow_spec_formula(kernel_size):
     for n in range(1, 20):
-        expected = [spec_start(i, n, kernel_size) for i in range(n)]
+        expected = [natten_start(i, n, kernel_size) for i in range(n)]
         assert window_starts(n, kernel_size).tolist() == expected
 
 
