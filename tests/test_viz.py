@@ -37,6 +37,18 @@ def test_training_curves_one_panel_per_table_and_no_two_runs_alike(tmp_path):
     assert list(first.lines[0].get_ydata()) == pytest.approx([3.0 - 0.1 * i for i in range(1, 6)])
 
 
+def test_training_curves_of_a_resumed_run_show_each_iteration_once(tmp_path):
+    # iterations 1-4, a crash mid-line, a resume from the checkpoint at 2 that logs 3-5 again
+    first = [{"type": "train", "iter": i, "loss": 10.0 + i} for i in range(1, 5)]
+    second = [{"type": "train", "iter": i, "loss": float(i)} for i in range(3, 6)]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(e) for e in first) + '\n{"type": "train", "it' + "\n"
+                   + "\n".join(json.dumps(e) for e in second) + "\n")
+    line = plot_training_curves({"table1/row": log}).axes[0].lines[0]
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5]
+    assert list(line.get_ydata()) == [11.0, 12.0, 3.0, 4.0, 5.0]
+
+
 def test_report_draws_a_run_shared_by_two_tables_in_both_panels(tmp_path, monkeypatch):
     shared, own = _log(tmp_path / "runs" / "s.jsonl", 0.1), _log(tmp_path / "runs" / "o.jsonl", 0.2)
     for table, row, log in [("table1", "fcn_pna", shared), ("table1", "fcn_pna_again", shared),

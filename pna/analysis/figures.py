@@ -11,7 +11,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from pna.data.catalog import IGNORE_COLOUR, colorize  # noqa: F401 (colorize: also this module's API)
+from pna.engine.watch import read_run_log
 
 
 def _figure(nrows: int, ncols: int, size: float = 2.2):
@@ -168,11 +168,12 @@ def plot_window_borders(height: int, width: int, kernel_size: int, pixels: Seque
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """Records of a JSON-lines training log."""
+    """Records of a run's JSON-lines training log, a resumed run's iterations once each and a line
+    cut short by a crash skipped (:func:`pna.engine.watch.read_run_log`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training log {path} not found")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_run_log(path)
 
 
 def plot_training_curves(logs: Mapping[str, str | Path], key: str = "loss", columns: int = 3):

@@ -60,6 +60,7 @@ import traceback
 from pathlib import Path
 
 from pna.engine.checkpoint import atomic_write_text
+from pna.engine.watch import read_run_log
 from pna.tools.measure import PeakMemory, gpu_info, oom_asked_mb, steady_seconds
 from pna.tools.rehearse_notebooks import CI_ROWS, NOTEBOOKS, papermill_row  # noqa: F401 (CI_ROWS: the CLI's and tests' name)
 from pna.tools.rehearse_refiners import dataset_of, densecrf_line, is_refiner, per_gpu_batch
@@ -173,7 +174,7 @@ def rehearse_row(name: str, device_name: str, workdir: Path, batch: int | str = 
         phase = "resumed run and evaluation"
         meter.reset()
         result = train(cfg, out, results_dir=workdir / "results", progress=False)  # resumes from last.pt
-        log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+        log = read_run_log(out / "log.jsonl")
         evals = [e for e in log if e["type"] == "eval"]
         assert result.finished and evals, "the resumed run did not finish with an evaluation"
         line.update(s_per_iter=round(steady_seconds(log, warmup), 3), resumed_at=1,
