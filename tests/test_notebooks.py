@@ -39,8 +39,8 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} has outputs"
 
 
-def test_every_run_rows_call_passes_the_trusted_files_and_tensorboard():
-    """A notebook's ``trust_files`` and ``tensorboard`` reach every run_rows call (otherwise a trusted file is
+def test_every_run_rows_call_passes_the_trusted_files_tensorboard_and_wait():
+    """A notebook's ``trust_files``, ``tensorboard`` and ``wait`` reach every run_rows call (otherwise a trusted file is
     refused there), and notebook 08's train_inputs, which calls run_rows for the tables' rows and trains SegFix."""
     calls = 0
     for path in NOTEBOOKS:
@@ -51,6 +51,7 @@ def test_every_run_rows_call_passes_the_trusted_files_and_tensorboard():
                     args = call.split(")\n")[0]
                     assert "trust_files=trust_files" in args, f"{path.name}: {function} without trust_files"
                     assert "tensorboard=tensorboard" in args, f"{path.name}: {function} without tensorboard"
+                    assert "wait=wait" in args, f"{path.name}: {function} without wait"
     assert calls == 9  # one per notebook 00-06, Table 2's in 01, and 08's train_inputs
 
 
