@@ -218,6 +218,29 @@ def test_fvcore_counts_neighbourhood_products(impl, height, width):
     assert total == batch * heads * height * width * window * (dim + dim_v)
 
 
+def _recorded_inside_functions(kernel_size: int) -> tuple[int, torch.nn.Module]:
+    """Nodes a jit trace of the slots path records inside its autograd Functions, and the traced module."""
+    q, v = torch.randn(1, 2, 14, 14, 8), torch.randn(1, 2, 14, 14, 4)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(_TinyNA(2, kernel_size, "slots").eval(), (q, v), check_trace=False)
+    functions = [n for n in traced.graph.nodes() if n.kind() == "prim::PythonOp"]
+    assert len(functions) == 2  # QK and AV
+    return sum(len(list(n.g("Subgraph").nodes())) for n in functions), traced
+
+
+def test_a_trace_does_not_record_the_slot_loops_and_the_traced_module_still_runs_them():
+    # The slot loops record ops per window slot when traced (a 9-slot window: thousands of nodes; a smoke
+    # PNA model took 10 s to trace for its FLOPs): recorded, the count would grow with the window.
+    small, _ = _recorded_inside_functions(3)
+    large, traced = _recorded_inside_functions(7)
+    assert small == large
+    q, v = torch.randn(1, 2, 14, 14, 8), torch.randn(1, 2, 14, 14, 4)  # other values than the trace's
+    rpb = torch.zeros(2, 13, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(q, v), na2d(q, q, v, rpb, 7, impl="reference"))
+
+
 DISPATCH_CSV = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "na_dispatch_cpu.csv"
 # Two paths whose summed times differ by less than this are a tie: the closest measured call, L = 3 on a
 # 16 x 16 map, has dense 10% ahead of slots in total while 1 head favours dense (2.3x) and 6 heads

@@ -1,10 +1,10 @@
 """PNA beside the refiners it is compared with, on the same coarse heads and the same metrics.
 
 For each coarse head (:data:`HEADS`: FCN-OS-32 on VOC, DeepLabV3 and semantic FPN on Cityscapes)
-the methods of :data:`METHODS` are scored on one evaluation pass over the head's test split: the
-head's own prediction P0; P0 + DenseCRF (:mod:`pna.refiners.densecrf`, DeepLab v2's parameters);
-P0 + SegFix (one SegFix network per dataset, :mod:`pna.models.segfix`, moving boundary pixels of
-P0 to their offset); PointRend on the same backbone; PNA's P4; and P4 + SegFix (are the two
+the methods of :data:`METHODS` are scored on one evaluation pass over the head's test split (smoke:
+its first :data:`SMOKE_TEST_IMAGES` images): the head's own prediction P0; P0 + DenseCRF
+(:mod:`pna.refiners.densecrf`, DeepLab v2's parameters); P0 + SegFix (one SegFix network per
+dataset, :mod:`pna.models.segfix`, moving boundary pixels of P0 to their offset); PointRend on the same backbone; PNA's P4; and P4 + SegFix (are the two
 complementary?). Each gets mIoU, Boundary IoU, trimap mIoU and the boundary F-score
 (:mod:`pna.engine.boundary`), parameters, GFLOPs (fvcore, the eval-mode forward at the test
 image's size; DenseCRF's mean field and SegFix's label shift are not convolutions and are not
@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 from pna.analysis.refiner_heads import HEADS, CoarseHead
 from pna.analysis.refiners_eval import METHODS, evaluate_head
 from pna.configs import ROWS, load_config
-from pna.configs.refiners import REFINER_ROWS
+from pna.configs.refiners import REFINER_ROWS, SMOKE_TEST_IMAGES
 from pna.engine.build import with_weights
 from pna.engine.train import RunResult
 
@@ -149,13 +149,16 @@ def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str
                      out_dir: str | Path | None = None, max_images: int | None = None, crf="deeplab_v2",
                      overwrite: bool = False) -> dict[str, dict]:
     """Score every method on each head of ``inputs`` (:func:`train_inputs`) and write
-    ``refiners/<head>.<profile>.json`` under ``out_dir`` (default results/); returns the records."""
+    ``refiners/<head>.<profile>.json`` under ``out_dir`` (default results/); returns the records.
+    ``max_images`` None: the profile's (the whole split; smoke: :data:`SMOKE_TEST_IMAGES`)."""
     from pna.analysis.refiners_report import write_record
     from pna.engine.distributed import init_from_env
 
     from pna.refiners import crf_params
 
     crf = crf_params(crf)  # a bad name fails before any image is scored
+    if max_images is None and profile == "smoke":
+        max_images = SMOKE_TEST_IMAGES
     torch_device = init_from_env(device)
     records, costs = {}, {}  # costs: params and FLOPs by (run, image size), shared by the heads
     for key, runs in inputs.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .common import compute_dtype, quiet_tracer
+from .common import compute_dtype, quiet_tracer, untraced
 from .window import chunk_row_pieces, neighbour_index, relative_bias, row_pieces
 
 
@@ -139,7 +139,7 @@ class NeighbourhoodQK(torch.autograd.Function):
         ctx.kernel_size = kernel_size
         work = compute_dtype(q.dtype)
         with quiet_tracer():
-            return _from_slots(_slot_dot(_as_groups(q, work), _as_groups(k, work), kernel_size), q)
+            return untraced(lambda: _from_slots(_slot_dot(_as_groups(q, work), _as_groups(k, work), kernel_size), q), q)
 
     @staticmethod
     @once_differentiable
@@ -164,7 +164,7 @@ class NeighbourhoodAV(torch.autograd.Function):
         ctx.kernel_size = kernel_size
         work = compute_dtype(v.dtype)
         with quiet_tracer():
-            out = _slot_sum(_as_slots(attn, work), _as_groups(v, work), kernel_size)
+            out = untraced(lambda: _slot_sum(_as_slots(attn, work), _as_groups(v, work), kernel_size), v)
         return out.to(v.dtype).view(v.shape)
 
     @staticmethod
