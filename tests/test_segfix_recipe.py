@@ -89,3 +89,28 @@ def test_the_refiners_notebook_refuses_bad_parameters_before_training(tmp_path, 
     with pytest.raises(ValueError, match=message):
         train_inputs(rows, "paper", data_root, "cpu", out_dir=str(tmp_path / "results"))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_the_refiners_notebook_passes_wait_to_the_rows_and_to_segfix(tmp_path, monkeypatch, wait):
+    """Notebook 08's ``wait`` (a run another notebook or job is training: wait for it and reuse it)
+    reaches run_rows for the table rows and the trainer of the SegFix network, not only one of them."""
+    import pna.analysis.experiments as experiments
+    import pna.engine.train as trainer
+    from pna.analysis.refiners import train_inputs
+
+    seen = {}
+
+    def fake_rows(table, rows, *args, **kwargs):
+        seen[table] = kwargs["wait"]
+        return {row: None for row in rows}
+
+    def fake_train(cfg, **kwargs):
+        seen[cfg.name] = kwargs["wait"]
+        return None
+
+    monkeypatch.setattr(experiments, "run_rows", fake_rows)
+    monkeypatch.setattr(trainer, "train", fake_train)
+    train_inputs("voc_fcn_os32", "smoke", None, "cpu", out_dir=str(tmp_path / "results"), wait=wait)
+    assert seen and set(seen.values()) == {wait}
+    assert "voc/segfix_hrnet48" in seen and len(seen) >= 2, seen

@@ -105,7 +105,8 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
     """Train (or reuse) every model the ``heads`` need: {head: {role: RunResult}}. The table rows
     go through :func:`pna.analysis.experiments.run_rows` (their results JSONs land in their tables),
     SegFix per dataset through the same trainer; ``options``: iters, batch_size, seed, weights,
-    allow_random_init, workers, micro_batch, trust_files, tensorboard. Every dataset folder, SegFix config and
+    allow_random_init, workers, micro_batch, trust_files, tensorboard, wait (a run another process is
+    training: wait for it and reuse it instead of stopping). Every dataset folder, SegFix config and
     process count is checked before anything trains."""
     from pna.analysis.experiments import run_rows
     from pna.engine.launch import launch, resolve_processes
@@ -119,6 +120,7 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
         by_table.setdefault((ROWS[name].table, ROWS[name].dataset), []).append(ROWS[name].name)
     trust = options.pop("trust_files", None)
     tensorboard = bool(options.pop("tensorboard", False))
+    wait = bool(options.pop("wait", False))
     refiners = {name: refiner_config(name, profile, roots[REFINER_ROWS[name].dataset], device, **options)
                 for name in sorted(needed & set(REFINER_ROWS))}
     procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
@@ -126,7 +128,7 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
     for (table, dataset), rows in by_table.items():  # every row of a table in one call, checked before training
         done = run_rows(table, rows, profile, roots[dataset], device, out_dir=out_dir, gpus=gpus,
                         nodes=nodes, rdzv_endpoint=rdzv_endpoint, launcher=launcher, trust_files=trust,
-                        tensorboard=tensorboard, **options)
+                        tensorboard=tensorboard, wait=wait, **options)
         runs.update({f"{dataset}/{row}": done[row] for row in rows})
     with trusting(trust):
         for name, cfg in refiners.items():
@@ -134,15 +136,15 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
             if launcher is not None:
                 runs[name] = launcher.submit(cfg, gpus=gpus, nodes=nodes).result()
             else:
-                runs[name] = (launch(cfg, procs, out_dir, tensorboard=tensorboard) if procs.world > 1
-                              else _train(cfg, out_dir, tensorboard))
+                runs[name] = (launch(cfg, procs, out_dir, wait=wait, tensorboard=tensorboard) if procs.world > 1
+                              else _train(cfg, out_dir, tensorboard, wait))
     return {head.key: {role: runs[name] for role, name in head.configs(profile).items()} for head in chosen}
 
 
-def _train(cfg, out_dir, tensorboard: bool) -> RunResult:
+def _train(cfg, out_dir, tensorboard: bool, wait: bool) -> RunResult:
     from pna.engine.train import train
 
-    return train(cfg, results_dir=out_dir, tensorboard=tensorboard)
+    return train(cfg, results_dir=out_dir, tensorboard=tensorboard, wait=wait)
 
 
 def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str = "smoke", device: str = "auto",
