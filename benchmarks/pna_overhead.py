@@ -177,7 +177,10 @@ def measure(goals: list[int], repeats: int, label: str) -> list[dict]:
 
 
 def write(rows: list[dict], out: Path, append: bool) -> None:
-    write_rows(out, rows, COLUMNS, kept=read_rows(out) if append else ())
+    """``append``: keep the CSV's rows except those this run measured again (same label and goal)."""
+    measured = {(r["label"], str(r["goal"])) for r in rows}
+    kept = [r for r in read_rows(out) if (r["label"], r["goal"]) not in measured] if append else ()
+    write_rows(out, rows, COLUMNS, kept=kept)
 
 
 def plot(table: Path, figure: Path) -> None:
@@ -214,7 +217,7 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=CSV)
-    parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV")
+    parser.add_argument("--append", action="store_true", help="keep the rows already in the CSV (but those of this label and goals)")
     parser.add_argument("--plot", action="store_true", help="only draw the goal-3 rows of --out")
     parser.add_argument("--figure", type=Path, default=FIGURE)
     args = parser.parse_args()

@@ -7,6 +7,8 @@ from torch import Tensor, nn
 
 from pna.ops import na2d, na2d_attn
 
+from .channels_last import ChannelsLinear
+
 
 class NeighbourhoodAggregation(nn.Module):
     """NAM on channels-last maps: ``x`` (B, H, W, D) gives Q and K, ``v`` (B, H, W, D) gives V.
@@ -32,9 +34,9 @@ class NeighbourhoodAggregation(nn.Module):
         self.num_heads, self.window_size, self.impl = num_heads, window_size, impl
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qk = nn.Linear(dim, 2 * dim)
-        self.v = nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qk = ChannelsLinear(dim, 2 * dim)
+        self.v = ChannelsLinear(dim, dim)
+        self.proj = ChannelsLinear(dim, dim)
         self.rpb = nn.Parameter(torch.zeros(num_heads, 2 * window_size - 1, 2 * window_size - 1))
         nn.init.trunc_normal_(self.rpb, std=0.02)
 

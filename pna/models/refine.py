@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import Tensor, nn
 
-from .channels_last import PointwiseConv
+from .channels_last import PointwiseConv, as_channels_linear
 from .nam import NeighbourhoodAggregation
 from .sam import SelfAggregation
 
@@ -46,6 +46,7 @@ class RefineStage(nn.Module):
         self.nam = NeighbourhoodAggregation(embed_dim, num_heads, window_size, impl=impl)
         self.norm_mlp = nn.LayerNorm(embed_dim)
         self.mlp = Mlp(embed_dim, embed_dim, act_layer=nn.GELU)
+        self.mlp.fc1, self.mlp.fc2 = as_channels_linear(self.mlp.fc1), as_channels_linear(self.mlp.fc2)
         self.norm_out = nn.LayerNorm(embed_dim)
         self.classifier = PointwiseConv(embed_dim, num_classes)
 
