@@ -39,6 +39,21 @@ def test_every_notebook_opens_with_a_parameters_cell_of_literals():
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} has outputs"
 
 
+
+def test_papermill_sees_every_parameter_with_its_help():
+    """``papermill --help-notebook`` and papermill's parameter inspection skip a line holding two '='
+    (an '=' in its comment) with "Unable to parse line"; every name the cell assigns must be listed,
+    its comment as the help text."""
+    import ast
+
+    import papermill
+
+    for path in NOTEBOOKS:
+        assigned = [t.id for node in ast.parse(_parameters_cell(path).source).body for t in node.targets]
+        seen = papermill.inspect_notebook(str(path))
+        assert list(seen) == assigned, f"{path.name}: papermill misses {sorted(set(assigned) - set(seen))}"
+        assert all(p["help"] for p in seen.values()), f"{path.name}: a parameter without help"
+
 def test_every_run_rows_call_passes_the_trusted_files_tensorboard_and_wait():
     """A notebook's ``trust_files``, ``tensorboard`` and ``wait`` reach every run_rows call (otherwise a trusted file is
     refused there), and notebook 08's train_inputs, which calls run_rows for the tables' rows and trains SegFix."""

@@ -114,3 +114,33 @@ def test_the_refiners_notebook_passes_wait_to_the_rows_and_to_segfix(tmp_path, m
     train_inputs("voc_fcn_os32", "smoke", None, "cpu", out_dir=str(tmp_path / "results"), wait=wait)
     assert seen and set(seen.values()) == {wait}
     assert "voc/segfix_hrnet48" in seen and len(seen) >= 2, seen
+
+
+def test_a_record_of_other_runs_stops_the_refiners_notebook_before_anything_trains(tmp_path, monkeypatch):
+    """A head's refiners JSON scoring other runs (here: a coarse model of another config hash) is
+    refused by train_inputs before any row or SegFix trains, and by compare_refiners before any
+    image is scored; ``overwrite`` lets both go on. Before, the refusal came after all the training."""
+    import json
+    from types import SimpleNamespace
+
+    import pna.analysis.experiments as experiments
+    import pna.engine.train as trainer
+    from pna.analysis.refiners import compare_refiners, train_inputs
+
+    trained = []
+    monkeypatch.setattr(experiments, "run_rows", lambda table, rows, *a, **k: trained.extend(rows) or dict.fromkeys(rows))
+    monkeypatch.setattr(trainer, "train", lambda cfg, **k: trained.append(cfg.name))
+    results = tmp_path / "results"
+    (results / "refiners").mkdir(parents=True)
+    stale = {"head": "voc_fcn_os32", "profile": "smoke",
+             "rows": {role: {"config_hash": "0" * 64} for role in ("coarse", "pointrend", "pna", "segfix")}}
+    (results / "refiners" / "voc_fcn_os32.smoke.json").write_text(json.dumps(stale))
+    with pytest.raises(FileExistsError, match=r"voc_fcn_os32\.smoke\.json scores other runs"):
+        train_inputs("voc_fcn_os32", "smoke", None, "cpu", out_dir=str(results))
+    assert trained == []
+    train_inputs("voc_fcn_os32", "smoke", None, "cpu", out_dir=str(results), overwrite=True)
+    assert trained
+    runs = {role: SimpleNamespace(config_hash="1" * 64) for role in ("coarse", "pointrend", "pna", "segfix")}
+    monkeypatch.setattr("pna.analysis.refiners.evaluate_head", lambda *a, **k: pytest.fail("scored before the check"))
+    with pytest.raises(FileExistsError, match="scores other runs"):
+        compare_refiners({"voc_fcn_os32": runs}, "smoke", "cpu", results)

@@ -35,7 +35,8 @@ from typing import Mapping, Sequence
 
 from pna.analysis.refiner_heads import HEADS, CoarseHead
 from pna.analysis.refiners_eval import METHODS, evaluate_head
-from pna.configs import ROWS, load_config
+from pna.analysis.refiners_report import check_record_free, write_record
+from pna.configs import ROWS, config_hash, load_config
 from pna.configs.refiners import REFINER_ROWS, SMOKE_TEST_IMAGES
 from pna.engine.build import with_weights
 from pna.engine.train import RunResult
@@ -101,14 +102,16 @@ def refiner_config(name: str, profile: str, data_root=None, device: str = "auto"
 
 def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, device: str = "auto",
                  out_dir: str | None = None, gpus: int | None = None, nodes: int = 1, rdzv_endpoint: str | None = None,
-                 launcher=None, **options) -> dict[str, dict[str, RunResult]]:
+                 launcher=None, overwrite: bool = False, **options) -> dict[str, dict[str, RunResult]]:
     """Train (or reuse) every model the ``heads`` need: {head: {role: RunResult}}. The table rows
     go through :func:`pna.analysis.experiments.run_rows` (their results JSONs land in their tables),
     SegFix per dataset through the same trainer; ``options``: iters, batch_size, seed, weights,
     allow_random_init, workers, micro_batch, trust_files, tensorboard, wait (a run another process is
     training: wait for it and reuse it instead of stopping). Every dataset folder, SegFix config and
-    process count is checked before anything trains."""
-    from pna.analysis.experiments import run_rows
+    process count is checked before anything trains, and so is each head's record in ``out_dir``: one
+    scoring other runs (other config hashes) stops here unless ``overwrite`` (as it would after the
+    training, in :func:`compare_refiners`)."""
+    from pna.analysis.experiments import make_config, run_rows
     from pna.engine.launch import launch, resolve_processes
     from pna.files import trusting
 
@@ -124,6 +127,14 @@ def train_inputs(heads: Sequence[str], profile: str = "smoke", data_root=None, d
     refiners = {name: refiner_config(name, profile, roots[REFINER_ROWS[name].dataset], device, **options)
                 for name in sorted(needed & set(REFINER_ROWS))}
     procs = None if launcher is not None else resolve_processes(gpus, nodes, rdzv_endpoint, device, profile)
+    hashes = {name: config_hash(cfg) for name, cfg in refiners.items()}
+    row_options = {k: v for k, v in options.items() if k != "overrides"}
+    for (table, dataset), rows in by_table.items():
+        hashes.update({f"{dataset}/{row}": config_hash(make_config(table, row, profile, roots[dataset], device,
+                                                                   **row_options)) for row in rows})
+    for head in chosen:
+        check_record_free(head.key, profile, {role: hashes[name] for role, name in head.configs(profile).items()},
+                          out_dir, overwrite)
     runs: dict[str, RunResult] = {}
     for (table, dataset), rows in by_table.items():  # every row of a table in one call, checked before training
         done = run_rows(table, rows, profile, roots[dataset], device, out_dir=out_dir, gpus=gpus,
@@ -153,7 +164,6 @@ def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str
     """Score every method on each head of ``inputs`` (:func:`train_inputs`) and write
     ``refiners/<head>.<profile>.json`` under ``out_dir`` (default results/); returns the records.
     ``max_images`` None: the profile's (the whole split; smoke: :data:`SMOKE_TEST_IMAGES`)."""
-    from pna.analysis.refiners_report import write_record
     from pna.engine.distributed import init_from_env
 
     from pna.refiners import crf_params
@@ -161,6 +171,8 @@ def compare_refiners(inputs: Mapping[str, Mapping[str, RunResult]], profile: str
     crf = crf_params(crf)  # a bad name fails before any image is scored
     if max_images is None and profile == "smoke":
         max_images = SMOKE_TEST_IMAGES
+    for key, runs in inputs.items():  # before any image is scored
+        check_record_free(key, profile, {role: run.config_hash for role, run in runs.items()}, out_dir, overwrite)
     torch_device = init_from_env(device)
     records, costs = {}, {}  # costs: params and FLOPs by (run, image size), shared by the heads
     for key, runs in inputs.items():

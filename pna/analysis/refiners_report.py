@@ -20,7 +20,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -29,7 +28,7 @@ import pandas as pd
 
 from pna.analysis.refiners_eval import METHODS
 from pna.engine.checkpoint import atomic_write_json
-from pna.paths import results_dir
+from pna.paths import read_json, results_dir
 
 TRIMAP_SHOWN = "4"  # the trimap band (px) the table shows; the JSON holds every width
 COLUMNS = {"mIoU": "mIoU", "boundary_iou": "Boundary IoU", f"trimap {TRIMAP_SHOWN}px": f"trimap mIoU ({TRIMAP_SHOWN} px)",
@@ -73,15 +72,29 @@ def record_path(head: str, profile: str, root: Path | str | None = None) -> Path
     return Path(root or results_dir()) / "refiners" / f"{head}.{profile}.json"
 
 
+def check_record_free(head: str, profile: str, hashes: Mapping[str, str], root: Path | str | None = None,
+                      overwrite: bool = False) -> Path:
+    """Refuse (FileExistsError naming the file) a head's record made from other runs (other config
+    hashes by role) unless ``overwrite``; called before anything trains or is scored, and again
+    when the record is written."""
+    path = record_path(head, profile, root)
+    if path.is_file() and not overwrite:
+        found = read_json(path, "refiners record")
+        rows = found.get("rows") if isinstance(found, dict) else None
+        old = {role: row.get("config_hash") for role, row in rows.items() if isinstance(row, dict)} \
+            if isinstance(rows, dict) else {}
+        if old != dict(hashes):
+            changed = sorted(role for role in set(old) | set(hashes) if old.get(role) != hashes.get(role))
+            raise FileExistsError(f"{path} scores other runs (roles {changed} have other config hashes); "
+                                  "pass overwrite=True to replace it, or out_dir to write elsewhere")
+    return path
+
+
 def write_record(record: dict, root: Path | str | None = None, overwrite: bool = False) -> Path:
     """``refiners/<head>.<profile>.json`` (atomic). A file made from other runs (other config
     hashes) is kept unless ``overwrite``; one from the same runs is replaced."""
-    path = record_path(record["head"], record["profile"], root)
     hashes = {role: row["config_hash"] for role, row in record["rows"].items()}
-    if path.is_file() and not overwrite:
-        old = {role: row.get("config_hash") for role, row in json.loads(path.read_text()).get("rows", {}).items()}
-        if old != hashes:
-            raise FileExistsError(f"{path} scores other runs ({old}); pass overwrite=True to replace it")
+    path = check_record_free(record["head"], record["profile"], hashes, root, overwrite)
     atomic_write_json({k: v for k, v in record.items() if not k.startswith("_")}, path)
     return path
 
@@ -91,7 +104,7 @@ def load_records(profile: str, root: Path | str | None = None) -> dict[str, dict
     from pna.analysis.refiner_heads import HEADS
 
     folder = Path(root or results_dir()) / "refiners"
-    return {head: json.loads(path.read_text()) for head in HEADS
+    return {head: read_json(path, "refiners record") for head in HEADS
             if (path := folder / f"{head}.{profile}.json").is_file()}
 
 
