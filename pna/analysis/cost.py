@@ -99,7 +99,7 @@ def profile_model(name: str, size: Sequence[int] = (512, 512), num_classes: int 
         "skipped_ops": dict(sorted(analysis.unsupported_ops().items())),
         "fps": measure_fps(model, images, fps_iters, warmup) if fps_iters > 0 else None,
         "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-        "load_avg_1min": os.getloadavg()[0],  # CPU FPS means little on a busy machine
+        "load_avg_1min": round(os.getloadavg()[0], 2),  # CPU FPS means little on a busy machine
     }
 
 
