@@ -4,8 +4,8 @@ For each coarse head (:data:`HEADS`: FCN-OS-32 on VOC, DeepLabV3 and semantic FP
 the methods of :data:`METHODS` are scored on one evaluation pass over the head's test split (smoke:
 its first :data:`SMOKE_TEST_IMAGES` images): the head's own prediction P0; P0 + DenseCRF
 (:mod:`pna.refiners.densecrf`, DeepLab v2's parameters); P0 + SegFix (one SegFix network per
-dataset, :mod:`pna.models.segfix`, moving boundary pixels of P0 to their offset); PointRend on the same backbone; PNA's P4; and P4 + SegFix (are the two
-complementary?). Each gets mIoU, Boundary IoU, trimap mIoU and the boundary F-score
+dataset, :mod:`pna.models.segfix`, moving boundary pixels of P0 to their offset); PointRend on the
+same backbone; PNA's P4; and P4 + SegFix (are the two complementary?). Each gets mIoU, Boundary IoU, trimap mIoU and the boundary F-score
 (:mod:`pna.engine.boundary`), parameters, GFLOPs (fvcore, the eval-mode forward at the test
 image's size; DenseCRF's mean field and SegFix's label shift are not convolutions and are not
 counted) and FPS (batch 1 on the evaluation device, the post-processing included, the first
