@@ -157,7 +157,8 @@ def _labelled(criterion, outputs, labels):
 
 
 def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(pna.__file__).parents[1],
+    # "-dirty": the profiled code is not the commit alone (uncommitted changes in that checkout)
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(pna.__file__).parents[1],
                           capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
 
