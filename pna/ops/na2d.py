@@ -117,7 +117,8 @@ def na2d_attn(q: torch.Tensor, k: torch.Tensor, rpb: torch.Tensor, kernel_size: 
         rpb: relative position bias table ``(heads, 2L-1, 2L-1)``.
         kernel_size: odd window size ``L >= 1``.
         impl: ``"auto"`` (the fused CPU kernel when no gradient is needed, else ``"dense"`` on small
-            maps and ``"slots"`` on the others; flex does not expose the weights), ``"native"`` (no gradient), ``"reference"``, ``"slots"`` or ``"dense"``.
+            maps and ``"slots"`` on the others; flex does not expose the weights), ``"native"`` (no
+            gradient), ``"reference"``, ``"slots"`` or ``"dense"``.
 
     Returns:
         ``(B, heads, H, W, Lh * Lw)`` with ``Lh = min(L, H)``, ``Lw = min(L, W)``; slot
