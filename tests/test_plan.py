@@ -89,4 +89,16 @@ def test_the_readme_card_table_is_what_pna_plan_prints_now():
         line = table.loc[config]
         expected = [f"{line['state_GB']:g}", f"{line['per_image_GB']:g}",
                     line["12 GB"], line["24 GB"], line["48 GB"], line["80 GB"]]
-        assert [f"{float(c):g}" for c in cells[:2]] + cells[2:] == expected, config
+        assert [f"{float(c):g}" for c in cells[:2]] + cells[2:] == expected, \
+            f"{config}: regenerate the README table with `pna plan --gpu-mem 12 24 48 80 --markdown`"
+
+
+def test_the_markdown_flag_prints_the_readme_table(capsys):
+    """What `--markdown` prints is the README's table, line for line (the test above checks its figures)."""
+    assert dispatch(["plan", "--gpu-mem", "12", "24", "48", "80", "--markdown"]) == 0
+    printed = capsys.readouterr().out.strip()
+    text = (ROOT / "README.md").read_text()
+    start = text.index("| row (batch 16) |")
+    assert printed == text[start:].split("\n\n")[0].strip()
+    with pytest.raises(ValueError, match="drop --config"):
+        dispatch(["plan", "--gpu-mem", "12", "--markdown", "--config", "voc/fcn_r50_os32_pna"])

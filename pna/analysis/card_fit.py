@@ -179,3 +179,15 @@ def fit_table(source: str | Path | Iterable[dict], cards_gb: Sequence[int] = CAR
 def fit_markdown(rows: list[dict]) -> str:
     """The table of :func:`fit_table` as Markdown."""
     return markdown_table(pd.DataFrame(rows), digits=1) if rows else "(no rows)"
+
+
+def plan_markdown(table: pd.DataFrame) -> str:
+    """The table of :func:`plan_table` as the README prints it (row names in backticks, ``%g`` numbers)."""
+    batches = sorted(set(table["batch"]))
+    row = f"row (batch {batches[0]})" if len(batches) == 1 else "row"
+    columns = [row, "weights + AdamW, GB", "GB per image"] + [c for c in table.columns if c.endswith(" GB")]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for config, line in table.iterrows():
+        cells = [f"`{config}`", f"{line['state_GB']:g}", f"{line['per_image_GB']:g}"] + list(line[columns[3:]])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

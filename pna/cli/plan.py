@@ -4,6 +4,7 @@ authors' batch (processes x micro-batch x accumulation steps) that fits (pna.ana
     pna plan --config cityscapes/deeplabv3_r103_os16_pna --gpu-mem 24          # one row, one 24 GB GPU
     pna plan --config voc/psp_swin_b_pna --gpu-mem 16 --gpus 4
     pna plan --gpu-mem 12 24 48 80                                               # every paper row
+    pna plan --gpu-mem 12 24 48 80 --markdown                                    # the README's table
     pna plan --measured          # what the GPU rehearsal measured at the authors' per-GPU batch (no estimate)
 
 The figures come from the rehearsal's measured table (results/rehearsal/cuda.csv where a GPU has
@@ -24,13 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the GPU rehearsal measured at the authors' per-GPU batch against 24 / 40 / 80 GB "
                              "cards, no estimate (default CSV: results/rehearsal/cuda.csv)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the authors' batch is split over")
+    parser.add_argument("--markdown", action="store_true", help="print the PNA rows' table as the README's Markdown")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pna.analysis.card_fit import (SOURCES, choose_split, fit_markdown, fit_table, footprints, measured_table,
-                                       plan_table)
+                                       plan_markdown, plan_table)
     from pna.configs import load_config
     from pna.engine.batch_split import mining_chunk
     from pna.paths import REPO_ROOT
@@ -43,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.gpus < 1:
         raise ValueError(f"--gpus must be >= 1, got {args.gpus}")
+    if args.markdown and args.config is not None:
+        raise ValueError("--markdown prints the table of every PNA row; drop --config")
+    if args.markdown:
+        table = plan_table(args.gpu_mem, args.gpus)
+        print(plan_markdown(table[table.index.str.endswith("_pna")]))  # the README lists the PNA rows
+        return 0
     source, peaks = measured_table()
     prints = footprints()
     print(f"measured: {SOURCES[source]}")
