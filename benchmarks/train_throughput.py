@@ -67,7 +67,7 @@ def time_steps(trainer: Trainer, batches, iters: int) -> tuple[float, float, flo
         t = time.perf_counter()
         batch = next(batches)
         data_time += time.perf_counter() - t
-        trainer.train_step(batch)
+        trainer.train_step(batch, False)
     return time.perf_counter() - wall, time.process_time() - cpu, data_time
 
 

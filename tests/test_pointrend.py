@@ -113,3 +113,22 @@ def test_pointrend_model_training_step_and_inference(name):
         assert model.stage_names == ["P0", "P1"]
         assert stages["P1"].shape[-1] == 4 * stages["P0"].shape[-1]  # two x2 subdivision steps
         assert model(images).shape == (2, 4, 32, 32)
+
+
+@pytest.mark.parametrize("config", ["cityscapes/fpn_r103_pointrend", "voc/deeplabv3_r101_os16_pointrend"])
+def test_the_point_head_is_mmsegs_256_wide_in_the_paper_profile_and_the_heads_width_in_smoke(config):
+    """MMSeg's PointHead: channels=256, num_fcs=3 (configs/_base_/models/pointrend_r50.py in the
+    authors' mmsegmentation branch); the smoke profile narrows it to its heads' 64 channels."""
+    from pna.configs import load_config
+    from pna.engine.build import create_model_of
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        widths = {}
+        for profile in ("paper", "smoke"):
+            cfg = load_config(config, profile)
+            cfg.model.overrides.update(backbone="resnet18c", pretrained=None)  # the width, not the backbone, is checked
+            model = create_model_of(cfg, 19)
+            fcs = [m for m in model.pointrend.point_head.modules() if isinstance(m, torch.nn.Conv1d)]
+            widths[profile] = [m.out_channels for m in fcs]
+    assert widths == {"paper": [256, 256, 256, 19], "smoke": [64, 64, 64, 19]}

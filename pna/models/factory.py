@@ -52,7 +52,7 @@ def build_from_spec(spec: ModelSpec, num_classes: int) -> Segmentor | SegFixNet:
     head = build_head(spec.head, channels, num_classes, channels=spec.head_channels, **spec.head_kwargs)
     refine: nn.Module | None = None
     if spec.refine == "pointrend":
-        refine = PointRend(fine_channels_of(head, channels), num_classes)
+        refine = PointRend(fine_channels_of(head, channels), num_classes, channels=spec.point_head_channels)
     elif spec.refine is not None:
         refine = ProgressiveRefinement(channels, num_classes, spec.embed_dims, spec.head_dim, spec.window_size,
                                        use_sam=spec.refine == "nam+sam", resize_mode=spec.resize_mode,

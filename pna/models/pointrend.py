@@ -79,6 +79,17 @@ def most_uncertain_grid_points(logits: Tensor, num_points: int) -> tuple[Tensor,
     return indices, torch.stack([x, y], dim=-1)
 
 
+# MMSeg's PointRend settings (``mmsegmentation:configs/_base_/models/pointrend_r50.py:51-55`` in the
+# authors' branch): 2048 training points, oversampling 3, 75% importance sampling, 2 subdivision
+# steps re-classifying 8196 points each. 8196 is MMSeg's own number (Detectron2's semantic PointRend
+# uses 8192, ``projects/PointRend/configs/SemanticSegmentation/Base-PointRend-Semantic-FPN.yaml:15``):
+# a 0.05% difference in points, kept as MMSeg has it for every row (PointRend is a quoted baseline).
+MMSEG_TRAIN_POINTS, MMSEG_OVERSAMPLE, MMSEG_IMPORTANCE = 2048, 3.0, 0.75
+MMSEG_SUBDIVISION_STEPS, MMSEG_SUBDIVISION_POINTS = 2, 8196
+# the point head: 3 layers of 256 (``pointrend_r50.py:37-42``: PointHead channels=256, num_fcs=3)
+MMSEG_POINT_HEAD_CHANNELS, MMSEG_POINT_HEAD_FCS = 256, 3
+
+
 class PointHead(nn.Module):
     """MLP over points: ``num_fcs`` Conv1d(1x1)+ReLU of width ``channels``, coarse logits concatenated
     before every layer (``coarse_each_layer``), then a Conv1d classifier.
@@ -89,8 +100,8 @@ class PointHead(nn.Module):
         torch.Size([2, 3, 5])
     """
 
-    def __init__(self, fine_channels: int, num_classes: int, channels: int = 256, num_fcs: int = 3,
-                 coarse_each_layer: bool = True):
+    def __init__(self, fine_channels: int, num_classes: int, channels: int = MMSEG_POINT_HEAD_CHANNELS,
+                 num_fcs: int = MMSEG_POINT_HEAD_FCS, coarse_each_layer: bool = True):
         super().__init__()
         self.coarse_each_layer = coarse_each_layer
         extra = num_classes if coarse_each_layer else 0
@@ -107,15 +118,6 @@ class PointHead(nn.Module):
             if self.coarse_each_layer:
                 x = torch.cat([x, coarse], dim=1)
         return self.classifier(x)
-
-
-# MMSeg's PointRend settings (``mmsegmentation:configs/_base_/models/pointrend_r50.py:51-55`` in the
-# authors' branch): 2048 training points, oversampling 3, 75% importance sampling, 2 subdivision
-# steps re-classifying 8196 points each. 8196 is MMSeg's own number (Detectron2's semantic PointRend
-# uses 8192, ``projects/PointRend/configs/SemanticSegmentation/Base-PointRend-Semantic-FPN.yaml:15``):
-# a 0.05% difference in points, kept as MMSeg has it for every row (PointRend is a quoted baseline).
-MMSEG_TRAIN_POINTS, MMSEG_OVERSAMPLE, MMSEG_IMPORTANCE = 2048, 3.0, 0.75
-MMSEG_SUBDIVISION_STEPS, MMSEG_SUBDIVISION_POINTS = 2, 8196
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,8 @@ class PointRend(nn.Module):
         (torch.Size([1, 3, 2048]), torch.Size([1, 3, 32, 32]))
     """
 
-    def __init__(self, fine_channels: int, num_classes: int, channels: int = 256, num_fcs: int = 3,
-                 config: PointRendConfig = PointRendConfig()):
+    def __init__(self, fine_channels: int, num_classes: int, channels: int = MMSEG_POINT_HEAD_CHANNELS,
+                 num_fcs: int = MMSEG_POINT_HEAD_FCS, config: PointRendConfig = PointRendConfig()):
         super().__init__()
         if config.subdivision_steps < 0 or config.scale_factor < 1:
             raise ValueError(f"subdivision_steps must be >= 0 and scale_factor >= 1, got {config}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .pointrend import MMSEG_POINT_HEAD_CHANNELS
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -18,7 +20,9 @@ class ModelSpec:
     init: how heads and refinement are initialised, "torch" (layer defaults), "mm" or "d2" (the
     authors' two code bases, :mod:`pna.models.init`). coarse_twice: the MMSeg cascade's second coarse
     pass in training (:class:`pna.models.Segmentor`). size_divisibility: inputs padded to a multiple
-    of it, in training batches and at test (Detectron2's FPN rows: 32).
+    of it, in training batches and at test (Detectron2's FPN rows: 32). point_head_channels: the
+    PointRend point head's MLP width (MMSeg's 256, see :mod:`pna.models.pointrend`; the smoke profile
+    narrows it as it narrows the heads).
     """
 
     backbone: str = "resnet50c"
@@ -39,6 +43,7 @@ class ModelSpec:
     init: str = "torch"
     coarse_twice: bool = False
     size_divisibility: int = 1
+    point_head_channels: int = MMSEG_POINT_HEAD_CHANNELS
 
 
 MODELS: dict[str, ModelSpec] = {
