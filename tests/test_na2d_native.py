@@ -49,6 +49,19 @@ def test_native_matches_the_definition_in_float64(kernel_size, height, width, ba
 
 
 @requires_kernel
+@pytest.mark.parametrize("dim,dim_v", [(16, 8), (24, 13)])
+def test_native_float64_with_wide_heads(dim, dim_v):
+    """Head widths of whole and partial vectors of 8 doubles (the definition tests above use 5 and 3),
+    21 columns (two vectors of 8 and a tail of 5), against the float64 definition."""
+    inputs = make_inputs(7, 10, 21, 2, 2, dim=dim, dim_v=dim_v)
+    attn, out, seed, grads = _float64_expectation(inputs, 7)
+    got = na2d(*inputs, 7, impl="native")
+    torch.testing.assert_close(got, out, rtol=1e-10, atol=1e-10)
+    for name, g, want in zip("q k v rpb".split(), torch.autograd.grad(got, inputs, seed), grads):
+        torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-10, msg=lambda m: f"grad of {name}: {m}")
+
+
+@requires_kernel
 @pytest.mark.parametrize("kernel_size,height,width", [(9, 64, 40), (9, 16, 16), (7, 21, 33)])
 def test_native_float32_on_the_nam_layout(kernel_size, height, width):
     """q/k/v as the NAM makes them: head views of channels-last projections (channel stride 1, pixel
