@@ -95,3 +95,42 @@ def test_segmentor_attention_maps():
     maps = model.attention_maps(torch.randn(1, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
         "P1": (1, 2, 2, 2, 4), "P2": (1, 1, 4, 4, 9), "P3": (1, 1, 8, 8, 9), "P4": (1, 1, 16, 16, 9)}
+
+
+def _gdfn_by_hand(ffn, x_nhwc: torch.Tensor) -> torch.Tensor:
+    """Restormer's GDFN written out on an NCHW map with plain convolutions (no channels-last helper)."""
+    import torch.nn.functional as F
+
+    x = x_nhwc.permute(0, 3, 1, 2)
+    hidden = F.conv2d(F.conv2d(x, ffn.expand.weight), ffn.dw.weight, padding=1, groups=ffn.dw.groups)
+    x1, x2 = hidden.chunk(2, dim=1)
+    return F.conv2d(F.gelu(x1) * x2, ffn.shrink.weight).permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("batch,height,width", [(2, 37, 130), (1, 70, 64), (1, 17, 500)])
+def test_sam_feed_forward_in_slabs_equals_the_whole_map(batch, height, width, monkeypatch):
+    """Without gradients the GDFN runs in slabs of rows with one halo row each side; the values are
+    those of the convolutions over the whole map (slab borders inside the map and a last slab of one row)."""
+    from pna.models import sam
+
+    monkeypatch.setattr(sam, "SLAB_PIXELS", 2 * width)  # rows per slab: max(8, 2) = 8
+    torch.manual_seed(0)
+    ffn = sam.GatedFeedForward(dim=16).eval()
+    x = torch.randn(batch, height, width, 16)
+    with torch.no_grad():
+        expected = _gdfn_by_hand(ffn, x)
+        got = ffn.forward_nhwc(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    calls = []
+    hidden = ffn._hidden
+    monkeypatch.setattr(ffn, "_hidden", lambda t: calls.append(t.shape[1]) or hidden(t))
+    x.requires_grad_()
+    whole = ffn.forward_nhwc(x)  # with gradients: the whole map in one piece (autograd keeps it anyway)
+    whole.sum().backward()
+    assert calls == [height] and x.grad.shape == x.shape
+    torch.testing.assert_close(whole.detach(), expected, rtol=1e-5, atol=1e-5)
+    calls.clear()
+    with torch.no_grad():
+        ffn.forward_nhwc(x)
+    slabs = -(-height // 8)
+    assert len(calls) == slabs and calls[0] == 9 and sum(calls) == height + 2 * (slabs - 1)  # halo rows

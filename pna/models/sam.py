@@ -67,8 +67,24 @@ class ChannelAttention(nn.Module):
         return pointwise_nhwc(self.proj, out.permute(0, 2, 1, 3).reshape(b, h, w, c))
 
 
+# Without gradients the feed-forward runs in slabs of rows (SLAB_PIXELS pixels, at least SLAB_MIN_ROWS
+# rows, plus one halo row each side for the 3x3 depthwise convolution): its 2 x 2.66-wide hidden maps
+# then stay in cache and come from reused memory instead of fresh pages the kernel faults and zeroes
+# on every forward (benchmarks/sam_slabs.py -> results/benchmarks/sam_slabs_cpu.csv). Maps up to
+# two slabs run whole. In training the whole map runs (autograd keeps every hidden map anyway).
+SLAB_PIXELS, SLAB_MIN_ROWS = 4096, 8
+
+
 class GatedFeedForward(nn.Module):
-    """GDFN: Conv1x1 (D -> 2 * hidden) -> depthwise 3x3 -> gelu(x1) * x2 -> Conv1x1 (hidden -> D)."""
+    """GDFN: Conv1x1 (D -> 2 * hidden) -> depthwise 3x3 -> gelu(x1) * x2 -> Conv1x1 (hidden -> D).
+
+    Example:
+        >>> ffn = GatedFeedForward(dim=8).eval()
+        >>> x = torch.randn(1, 40, 300, 8)  # (B, H, W, C): 12,000 pixels, three slabs without gradients
+        >>> with torch.no_grad():
+        ...     bool(torch.allclose(ffn.forward_nhwc(x), ffn.forward_whole(x), atol=1e-6))
+        True
+    """
 
     def __init__(self, dim: int, expansion: float = 2.66):
         super().__init__()
@@ -81,7 +97,26 @@ class GatedFeedForward(nn.Module):
         return self.forward_nhwc(to_nhwc(x)).permute(0, 3, 1, 2)
 
     def forward_nhwc(self, x: Tensor) -> Tensor:
-        x1, x2 = depthwise(self.dw, pointwise_nhwc(self.expand, x)).chunk(2, dim=-1)
+        """(B, H, W, C) -> (B, H, W, C): in slabs of rows without gradients, else the whole map."""
+        height, width = x.shape[1:3]
+        rows = max(SLAB_MIN_ROWS, SLAB_PIXELS // width)
+        if torch.is_grad_enabled() or height <= 2 * rows:
+            return self.forward_whole(x)
+        out = torch.empty_like(x)
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            first, last = max(0, top - 1), min(height, bottom + 1)  # the halo rows the 3x3 kernel reads
+            out[:, top:bottom] = self._hidden_to_out(self._hidden(x[:, first:last])[:, top - first:bottom - first])
+        return out
+
+    def forward_whole(self, x: Tensor) -> Tensor:
+        return self._hidden_to_out(self._hidden(x))
+
+    def _hidden(self, x: Tensor) -> Tensor:
+        return depthwise(self.dw, pointwise_nhwc(self.expand, x))
+
+    def _hidden_to_out(self, hidden: Tensor) -> Tensor:
+        x1, x2 = hidden.chunk(2, dim=-1)
         return pointwise_nhwc(self.shrink, F.gelu(x1) * x2)
 
 
