@@ -134,3 +134,21 @@ def test_sam_feed_forward_in_slabs_equals_the_whole_map(batch, height, width, mo
         ffn.forward_nhwc(x)
     slabs = -(-height // 8)
     assert len(calls) == slabs and calls[0] == 9 and sum(calls) == height + 2 * (slabs - 1)  # halo rows
+
+
+def test_fvcore_counts_the_feed_forward_of_the_model_not_its_slabs(monkeypatch):
+    """Traced without gradients (as a FLOP count may be), the GDFN counts the model's multiply-adds
+    (fvcore: one per MAC): H W (C 2h + 9 2h + h C), written out, not the slabs' recomputed halo rows."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from pna.models import sam
+
+    dim, height, width = 16, 70, 64
+    monkeypatch.setattr(sam, "SLAB_PIXELS", 2 * width)  # 8-row slabs without gradients
+    ffn = sam.GatedFeedForward(dim).eval()
+    hidden = int(dim * 2.66)
+    expected = height * width * (dim * 2 * hidden + 9 * 2 * hidden + hidden * dim)
+    with torch.no_grad():
+        analysis = FlopCountAnalysis(ffn, torch.randn(1, dim, height, width))
+        analysis.unsupported_ops_warnings(False)
+        assert analysis.total() == expected

@@ -71,7 +71,8 @@ class ChannelAttention(nn.Module):
 # rows, plus one halo row each side for the 3x3 depthwise convolution): its 2 x 2.66-wide hidden maps
 # then stay in cache and come from reused memory instead of fresh pages the kernel faults and zeroes
 # on every forward (benchmarks/sam_slabs.py -> results/benchmarks/sam_slabs_cpu.csv). Maps up to
-# two slabs run whole. In training the whole map runs (autograd keeps every hidden map anyway).
+# two slabs run whole. In training the whole map runs (autograd keeps every hidden map anyway), and
+# so does a traced forward (the halo rows are recomputation, not FLOPs of the model).
 SLAB_PIXELS, SLAB_MIN_ROWS = 4096, 8
 
 
@@ -100,8 +101,8 @@ class GatedFeedForward(nn.Module):
         """(B, H, W, C) -> (B, H, W, C): in slabs of rows without gradients, else the whole map."""
         height, width = x.shape[1:3]
         rows = max(SLAB_MIN_ROWS, SLAB_PIXELS // width)
-        if torch.is_grad_enabled() or height <= 2 * rows:
-            return self.forward_whole(x)
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or height <= 2 * rows:
+            return self.forward_whole(x)  # a trace (fvcore's FLOP count) sees the model, not the halo rows
         out = torch.empty_like(x)
         for top in range(0, height, rows):
             bottom = min(height, top + rows)
