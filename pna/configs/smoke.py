@@ -29,7 +29,8 @@ SMOKE_CROP = (128, 128)
 SMOKE_FPN_KWARGS = {"fpn_channels": 64}
 # PointRend's point head at MMSeg's width (256, over 2048 points per image) cost more than the
 # whole smoke network: 157 ms per step against 74 ms for the FPN row alone (cityscapes/fpn_r103,
-# 2 cores). As narrow as the head, it costs what the PNA stages cost beside their smaller model.
+# 2 cores). As narrow as the head, it costs what the PNA stages cost beside their smaller model
+# (docs/refiners.md, "PointRend").
 SMOKE_POINT_HEAD_CHANNELS = SMOKE_MODEL["head_channels"]
 # The smoke recipe's schedule: tuned on the synthetic set (issue-10 notes: 120 iterations reach the
 # stride-4 oracle's neighbourhood for the PNA rows in 15-35 s each on 2 cores).
