@@ -81,7 +81,7 @@ class GatedFeedForward(nn.Module):
 
     Example:
         >>> ffn = GatedFeedForward(dim=8).eval()
-        >>> x = torch.randn(1, 40, 300, 8)  # (B, H, W, C): 12,000 pixels, three slabs without gradients
+        >>> x = torch.randn(1, 40, 300, 8)  # (B, H, W, C): slabs of 13 rows (13, 13, 13, 1) without gradients
         >>> with torch.no_grad():
         ...     bool(torch.allclose(ffn.forward_nhwc(x), ffn.forward_whole(x), atol=1e-6))
         True
