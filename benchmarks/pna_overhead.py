@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 import warnings
@@ -36,7 +35,7 @@ import torch  # noqa: E402
 import pna  # noqa: E402
 from pna.models import create_model  # noqa: E402
 from pna.ops import na2d  # noqa: E402
-from table_file import read_rows, write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
+from table_file import code_version, read_rows, write_rows  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "results" / "benchmarks" / "pna_overhead_cpu.csv"
@@ -155,9 +154,7 @@ def _row(goal: int, case: str, unit: str, baseline_name: str, baseline: float, s
 
 
 def _code() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(pna.__file__).parents[1],
-                          capture_output=True, text=True)
-    return f"{done.stdout.strip() or 'unknown'} ({Path(pna.__file__).parents[1].name})"
+    return f"{code_version()} ({Path(pna.__file__).parents[1].name})"  # the checkout's folder: main or a baseline
 
 
 def measure(goals: list[int], repeats: int, label: str) -> list[dict]:

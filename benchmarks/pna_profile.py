@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import tempfile
 import time
 import warnings
@@ -35,6 +34,7 @@ from pna.engine.loader import train_batches  # noqa: E402
 from pna.engine.rundir import RunDir  # noqa: E402
 from pna.engine.train import Trainer  # noqa: E402
 from pna.models import create_model  # noqa: E402
+from table_file import code_version  # noqa: E402  (benchmarks/table_file.py, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = "voc/fcn_r50_os32_pna"
@@ -177,13 +177,6 @@ def _labelled(criterion, outputs, labels):
         return criterion(outputs, labels)
 
 
-def _commit() -> str:
-    # "-dirty": the profiled code is not the commit alone (uncommitted changes in that checkout)
-    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(pna.__file__).parents[1],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "pna_profile_cpu.md")
@@ -197,7 +190,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     body = inference_section(args.size, args.runs, args.rows) + [""] + training_section(args.runs, args.rows)
     header = [f"# CPU profile of FCN-OS-32 + PNA (`python benchmarks/pna_profile.py`)", "",
-              f"Code {_commit()} ({Path(pna.__file__).parent}), torch {torch.__version__}, {args.threads} threads, "
+              f"Code {code_version()} ({Path(pna.__file__).parent}), torch {torch.__version__}, {args.threads} threads, "
               f"{os.cpu_count()} CPUs; 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body) + "\n")

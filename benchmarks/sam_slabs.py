@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from pna.models.sam import SLAB_PIXELS, GatedFeedForward
-from table_file import write_rows
+from table_file import code_version, write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 # (embed dim, height, width) of the four refinement stages (strides 4, 8, 16, 32 of the image)
@@ -56,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "sam_slabs_cpu.csv")
     args = parser.parse_args()
-    code = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    code = code_version()
     rows = []
     with torch.no_grad():
         for image, stages in STAGES.items():

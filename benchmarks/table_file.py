@@ -2,11 +2,12 @@
 replaced atomically (a failed or interrupted write leaves the earlier figures as they were), rows
 kept from an earlier file when asked, columns in first-seen order (this run's first), and the
 path printed. The standard library's ``csv`` does the writing; this module only fixes the habits
-every benchmark shares.
+every benchmark shares, among them naming the code measured (:func:`code_version`).
 """
 from __future__ import annotations
 
 import csv
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -34,3 +35,14 @@ def write_rows(path: Path, rows: Sequence[dict], fields: Sequence[str] | None = 
     tmp.replace(path)
     print(f"wrote {path}")
     return path
+
+
+def code_version() -> str:
+    """The commit of the checkout ``pna`` is imported from (``PYTHONPATH`` may name another one than
+    this script's), ``-dirty`` when that checkout has uncommitted changes: the measured code is then
+    not the commit alone."""
+    import pna
+
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(pna.__file__).resolve().parents[1],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
